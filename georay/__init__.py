@@ -1,0 +1,1 @@
+"""georay: GeoReasoner on Ray."""
