@@ -1,0 +1,1 @@
+"""Benchmarks: run as `python -m benchmarks.<area>`; results go to BENCHMARKS.md."""

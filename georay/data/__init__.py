@@ -1,0 +1,1 @@
+"""Image I/O, manifests, schemas, prompts and the synthetic world. No Ray here."""

@@ -1,0 +1,1 @@
+"""Model loading: CLIP encoders, segmenters, vision-language models, tiny test models. No Ray here."""
