@@ -35,11 +35,15 @@ def class_names() -> tuple[str, ...]:
 
 
 def class_id(name: str) -> int:
-    """Class id of an ADE20K class name such as ``"road"`` or ``"signboard"``."""
-    try:
-        return class_names().index(name)
-    except ValueError:
-        raise KeyError(f"unknown ADE20K class {name!r}") from None
+    """Class id of an ADE20K class name or any of its synonyms.
+
+    The CSV names classes with synonyms (``"road, route"``, ``"signboard, sign"``), so both
+    ``class_id("road")`` and ``class_id("road, route")`` give 6.
+    """
+    for idx, full in enumerate(class_names()):
+        if name == full or name in full.split(", "):
+            return idx
+    raise KeyError(f"unknown ADE20K class {name!r}")
 
 
 def locatability_weights() -> np.ndarray:

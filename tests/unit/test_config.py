@@ -1,0 +1,65 @@
+import argparse
+from dataclasses import dataclass, field
+
+import pytest
+
+from georay.config import add_dataclass_args, from_args
+
+
+@dataclass
+class Example:
+    output: str = field(metadata={"help": "where to write"})
+    steps: int = field(default=10, metadata={"help": "how many steps"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    use_gpu: bool = field(default=False, metadata={"help": "use a GPU"})
+    resolutions: list[int] = field(default_factory=lambda: [3, 5], metadata={"help": "H3"})
+    note: str | None = field(default=None, metadata={"help": "free text"})
+
+    def __post_init__(self):
+        if self.steps <= 0:
+            raise ValueError("steps must be positive")
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, Example)
+    return from_args(Example, parser.parse_args(argv))
+
+
+def test_flags_map_one_to_one_to_fields():
+    cfg = parse(["--output", "o", "--steps", "3", "--use-gpu", "true", "--resolutions", "4,6"])
+    assert cfg == Example(output="o", steps=3, use_gpu=True, resolutions=[4, 6])
+
+
+def test_defaults_apply_when_flags_are_absent():
+    cfg = parse(["--output", "o"])
+    assert cfg.steps == 10 and cfg.lr == 1e-3 and cfg.resolutions == [3, 5] and cfg.note is None
+
+
+def test_preset_is_overridden_by_flags(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("output: from-preset\nsteps: 7\nlr: 0.5\n")
+    cfg = parse(["--preset", str(preset), "--steps", "2"])
+    assert (cfg.output, cfg.steps, cfg.lr) == ("from-preset", 2, 0.5)
+
+
+def test_preset_with_unknown_field_is_rejected(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("output: x\nstepz: 7\n")
+    with pytest.raises(ValueError, match="stepz"):
+        parse(["--preset", str(preset)])
+
+
+def test_missing_required_flag_names_it():
+    with pytest.raises(SystemExit, match="--output"):
+        parse([])
+
+
+def test_validation_runs():
+    with pytest.raises(ValueError, match="positive"):
+        parse(["--output", "o", "--steps", "0"])
+
+
+def test_bad_bool_is_a_parse_error():
+    with pytest.raises(SystemExit):
+        parse(["--output", "o", "--use-gpu", "maybe"])
