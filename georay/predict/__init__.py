@@ -1,0 +1,1 @@
+"""Prediction: parse model answers, geotag images in bulk with Ray Data (``georay predict``)."""
