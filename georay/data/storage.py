@@ -1,0 +1,118 @@
+"""One way to reach bytes on local disk and S3: pyarrow filesystems.
+
+``s3://bucket/key`` URIs get a :class:`pyarrow.fs.S3FileSystem` configured from the standard AWS
+chain (credentials, region) plus ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for S3-compatible
+stores (MinIO, Ceph, moto in tests). The endpoint is passed explicitly as ``endpoint_override`` and
+``scheme`` so the behaviour does not depend on which AWS SDK version pyarrow bundles. Everything
+else is a local path (``file://`` accepted).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+def is_s3(uri: str) -> bool:
+    """True for ``s3://`` (and ``s3a://``) URIs."""
+    return str(uri).startswith(("s3://", "s3a://"))
+
+
+@cache
+def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+    kwargs: dict = {}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+        kwargs["scheme"] = parsed.scheme
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """The S3 filesystem for the current environment (cached per endpoint and region)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _s3(endpoint or None, region or None)
+
+
+def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Filesystem and in-filesystem path of a local path or ``s3://`` URI.
+
+    Parameters
+    ----------
+    uri
+        ``s3://bucket/key``, ``file:///abs/path`` or a local (relative or absolute) path.
+
+    Returns
+    -------
+    (pyarrow.fs.FileSystem, str)
+        For S3 the path is ``bucket/key``; for local files an absolute path.
+    """
+    uri = str(uri)
+    if is_s3(uri):
+        return s3_filesystem(), uri.split("://", 1)[1]
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def read_bytes(uri: str) -> bytes:
+    """All bytes of a local file or S3 object.
+
+    Raises
+    ------
+    FileNotFoundError, OSError
+        Missing or unreadable object.
+    """
+    fs, path = filesystem_for(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` to a local file (parent folders created) or an S3 object."""
+    fs, path = filesystem_for(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or URI with ``/`` (never a backslash on S3)."""
+    base = str(base).rstrip("/")
+    return "/".join([base, *(p.strip("/") for p in parts)])
+
+
+def list_files(uri: str, suffixes: tuple[str, ...] | list[str] | None = None) -> list[str]:
+    """All files under a local folder or S3 prefix, recursively, sorted.
+
+    Parameters
+    ----------
+    uri
+        Folder or prefix.
+    suffixes
+        Keep names ending with one of these (case-insensitive, e.g. ``(".jpg", ".png")``);
+        None keeps every file.
+
+    Returns
+    -------
+    list of str
+        URIs in the same form as ``uri`` (``s3://...`` for S3, paths for local).
+    """
+    fs, path = filesystem_for(uri)
+    selector = pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=False)
+    wanted = tuple(s.lower() for s in suffixes) if suffixes else None
+    out = []
+    for info in fs.get_file_info(selector):
+        if info.type != pafs.FileType.File:
+            continue
+        if wanted and not info.path.lower().endswith(wanted):
+            continue
+        out.append(f"s3://{info.path}" if is_s3(uri) else info.path)
+    return sorted(out)
