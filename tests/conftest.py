@@ -78,7 +78,10 @@ def s3_endpoint():
     import time
     import urllib.request
 
-    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    # The venv's moto_server first: `python -m pytest` does not put the venv on PATH, and an
+    # older system moto (5.2.1) fails pyarrow's multipart upload (DESIGN, toolchain facts).
+    venv_exe = Path(sys.executable).parent / "moto_server"
+    exe = str(venv_exe) if venv_exe.exists() else shutil.which("moto_server")
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(S3_PORT)],
         stdout=subprocess.DEVNULL,
