@@ -1,0 +1,75 @@
+"""H3 cells of points (h3 v4 API), vectorized over arrays and NaN-safe.
+
+Cells are H3 index strings ("851f8edbfffffff") in object arrays; None marks a missing point.
+"""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _check_res(res: int) -> int:
+    if not isinstance(res, (int, np.integer)) or not 0 <= res <= 15:
+        raise ValueError(f"H3 resolution must be an integer in 0..15, got {res!r}")
+    return int(res)
+
+
+def latlng_to_cells(lat: ArrayLike, lon: ArrayLike, res: int) -> np.ndarray:
+    """H3 cell of each point.
+
+    Parameters
+    ----------
+    lat, lon : array_like
+        WGS84 degrees, broadcast together.
+    res : int
+        H3 resolution, 0..15 (3 is ~12,000 km^2 per cell, 5 ~250 km^2).
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of cell strings, broadcast shape (0-d for scalars); None where lat or
+        lon is NaN/infinite or lat lies outside [-90, 90].
+    """
+    res = _check_res(res)
+    la, lo = np.broadcast_arrays(
+        np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    )
+    out = np.full(la.shape, None, dtype=object)
+    ok = np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90)
+    out[ok] = [
+        h3.latlng_to_cell(a, b, res) for a, b in zip(la[ok].tolist(), lo[ok].tolist(), strict=True)
+    ]
+    return out
+
+
+def cell_parents(cells: ArrayLike, res: int) -> np.ndarray:
+    """Parent cell of each cell at the coarser resolution `res` (None stays None).
+
+    Raises
+    ------
+    ValueError
+        If `res` is invalid, finer than a cell's own resolution, or a cell is not valid H3.
+    """
+    res = _check_res(res)
+    arr = np.asarray(cells, dtype=object)
+    out = np.full(arr.shape, None, dtype=object)
+    for i, c in enumerate(arr.flat):
+        if c is None:
+            continue
+        if not h3.is_valid_cell(c) or h3.get_resolution(c) < res:
+            raise ValueError(f"cannot take the res-{res} parent of {c!r}")
+        out.flat[i] = h3.cell_to_parent(c, res)
+    return out
+
+
+def cell_centroids(cells: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (lat, lon) of each cell; NaN for None or invalid cells."""
+    arr = np.asarray(cells, dtype=object)
+    lat = np.full(arr.shape, np.nan)
+    lon = np.full(arr.shape, np.nan)
+    for i, c in enumerate(arr.flat):
+        if isinstance(c, str) and h3.is_valid_cell(c):
+            lat.flat[i], lon.flat[i] = h3.cell_to_latlng(c)
+    return lat, lon
