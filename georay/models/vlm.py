@@ -1,0 +1,428 @@
+"""Vision-language models: load one, build the tiny test model, turn (image, question) into inputs.
+
+Everything that touches a VLM's input format lives here, so training and prediction cannot
+drift apart:
+
+- :func:`load_vlm` loads ``(model, processor)`` from a local folder, an ``s3://`` prefix, a hub
+  id, or a georay training **artifact** (see :mod:`georay.models.artifact`).
+- :func:`tiny_qwen2vl` builds a ~190K-parameter Qwen2-VL with a byte-level BPE tokenizer trained
+  on the fly, for tests, CI, the demo and benchmarks (no downloads).
+- :func:`build_messages` / :func:`prompt_text` / :func:`encode_example` / :func:`collate` /
+  :func:`encode_prompts` / :func:`generate_answers` are the one way to go from an image and a
+  question (and, when training, an answer) to model inputs and back to text. Train uses
+  ``encode_example`` + ``collate``; predict uses ``encode_prompts`` + ``generate_answers``.
+
+Training examples are tokenized as ``prompt_ids + answer_ids`` where ``prompt_ids`` is exactly
+what :func:`encode_prompts` feeds the model at inference (chat template with the generation
+prompt) and ``answer_ids`` is the rest of the chat-template rendering of the full conversation
+(answer text, end-of-turn). Labels are ``-100`` on the prompt, so the loss is on the assistant
+tokens only, and the model learns to continue precisely the prompt it will see when predicting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label value the loss ignores (torch.nn.CrossEntropyLoss default)
+
+# Qwen2-VL's special tokens; the tiny tokenizer defines the same so the same template works.
+TINY_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Qwen2-VL's chat template, reduced to one image per message and text parts.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# The tiny model's images: at least 56x56 and at most 84x84 pixels (4-9 image tokens after the
+# 2x2 patch merge), enough for colour and layout cues and cheap on CPU.
+TINY_MIN_PIXELS = 56 * 56
+TINY_MAX_PIXELS = 84 * 84
+
+
+def _tiny_tokenizer_corpus() -> list[str]:
+    """Text the tiny BPE learns merges from: our prompts, answer shapes, the chat template."""
+    from georay.data import prompts
+
+    questions = [prompts.REASONING_QUESTION, prompts.LOCATION_QUESTION, prompts.INFERENCE_QUESTION]
+    answers = [
+        prompts.reasoning_answer("Country", "The signs, road markings and roofs point here."),
+        prompts.location_answer("Country", "City"),
+        prompts.format_answer(country="Country", city="City", reasons="road signs"),
+    ]
+    chat = ["system\nYou are a helpful assistant.", "user\n", "assistant\n"]
+    # Repetition weights the merges towards the strings the model actually has to produce.
+    return (questions + answers + chat) * 20
+
+
+def tiny_tokenizer(vocab_size: int = 512):
+    """A byte-level BPE tokenizer with Qwen2-VL's special tokens, trained on the fly.
+
+    Byte-level BPE can spell any text (every byte is a token), so names the corpus never saw
+    still round-trip; the learned merges just make our prompts and answer keys short.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(TINY_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_tiny_tokenizer_corpus(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
+
+
+def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """Build a tiny random-init Qwen2-VL and its processor (DESIGN "Models").
+
+    Hidden size 64, 2 text layers, a 1-block vision tower of width 32, images of 56x56 to 84x84
+    pixels. It builds, runs a loss, wraps with LoRA and generates offline in well under a
+    second, and learns colour-coded countries with full fine-tuning at lr ~3e-3.
+
+    Parameters
+    ----------
+    save_dir
+        If given, ``save_pretrained`` model and processor there, so it can be loaded back with
+        :func:`load_vlm` exactly like real weights.
+    seed
+        Seed of the weight initialisation (the tokenizer is deterministic on its own).
+
+    Returns
+    -------
+    (Qwen2VLForConditionalGeneration, Qwen2VLProcessor)
+    """
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = tiny_tokenizer()
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
+        ),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        # mrope_section splits head_dim/2 = 8 rotary frequencies over (time, height, width).
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        # No BOS: Qwen's template starts with <|im_start|>. EOS is end-of-turn, so generation
+        # stops where the chat template ends the assistant's answer.
+        bos_token_id=None,
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
+    vision_config = dict(
+        depth=1,
+        embed_dim=32,
+        hidden_size=64,  # the patch merger's output width = the text hidden size
+        num_heads=2,
+        mlp_ratio=2,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
+    config = Qwen2VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.generation_config.bos_token_id = None
+    if save_dir is not None:
+        model.save_pretrained(str(save_dir))
+        processor.save_pretrained(str(save_dir))
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("GEORAY_CACHE", Path.home() / ".cache" / "georay")) / "models"
+
+
+def localize(source: str, cache_dir: str | Path | None = None) -> str:
+    """A local folder holding ``source``: the folder itself, or a download of an S3 prefix.
+
+    S3 prefixes are copied into ``cache_dir`` (default ``~/.cache/georay/models/<hash>``); files
+    already there with the same size are not fetched again.
+    """
+    from georay.data.storage import filesystem_for, is_s3, list_files
+
+    source = str(source)
+    if not is_s3(source):
+        return source
+    prefix = source.rstrip("/")
+    target = Path(cache_dir or _cache_root() / hashlib.sha1(prefix.encode()).hexdigest()[:16])
+    fs, _ = filesystem_for(prefix)
+    files = list_files(prefix)
+    if not files:
+        raise FileNotFoundError(f"no files under {source}")
+    for uri in files:
+        local = target / uri[len(prefix) + 1 :]
+        _, path = filesystem_for(uri)
+        size = fs.get_file_info(path).size
+        if local.exists() and local.stat().st_size == size:
+            continue
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(path) as src, open(local, "wb") as dst:
+            while chunk := src.read(1 << 24):
+                dst.write(chunk)
+    log.info("fetched %s to %s (%d files)", source, target, len(files))
+    return str(target)
+
+
+def load_vlm(
+    source: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> tuple[Any, Any]:
+    """Load a vision-language model and its processor.
+
+    Parameters
+    ----------
+    source
+        One of: a local folder written by ``save_pretrained`` (model + processor); an ``s3://``
+        prefix holding such a folder (downloaded to a local cache first); a hub id such as
+        ``Qwen/Qwen2-VL-2B-Instruct`` (needs the hub or a filled HF cache); or a georay training
+        artifact (local or ``s3://``; a folder with ``artifact.json``), in which case the base
+        model is loaded and the artifact's adapters are applied and merged in order, exactly
+        as training stacked them (:mod:`georay.models.artifact`).
+    device
+        Where to put the model (default: stay on CPU).
+    dtype
+        Weight dtype (``torch.bfloat16``, ``"float32"``, ...); default: float32.
+
+    Returns
+    -------
+    (model, processor)
+        ``AutoModelForImageTextToText`` in eval mode, and its ``AutoProcessor``.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from georay.models import artifact
+
+    local = localize(str(source))
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    dtype = dtype or torch.float32
+    if artifact.is_artifact(local):
+        model, processor = artifact.load_artifact(local, load_base=load_vlm, dtype=dtype)
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(local, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(local)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages and model inputs (shared by train and predict: keep these names stable)
+
+
+def build_messages(question: str, answer: str | None = None) -> list[dict]:
+    """Chat messages for one image and one question, plus the answer when training.
+
+    The image is a ``{"type": "image"}`` placeholder: the processor receives the pixels
+    separately, in placeholder order.
+
+    >>> build_messages("Which country?", "{'country': 'Chile'}")[1]["role"]
+    'assistant'
+    """
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+def prompt_text(processor: Any, question: str) -> str:
+    """The chat-template text the model sees before it answers (ends with the assistant cue)."""
+    return processor.apply_chat_template(
+        build_messages(question), tokenize=False, add_generation_prompt=True
+    )
+
+
+def answer_text(processor: Any, question: str, answer: str) -> str:
+    """The text the model must produce after :func:`prompt_text`: answer plus end of turn.
+
+    Taken from the chat template's rendering of the whole conversation, so whatever a model's
+    template puts after an answer (``<|im_end|>`` for Qwen) is learned too, and generation stops
+    there.
+    """
+    prompt = prompt_text(processor, question)
+    full = processor.apply_chat_template(build_messages(question, answer), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError(
+            "chat template renders the prompt differently with and without the answer; "
+            "cannot separate assistant tokens for the loss mask"
+        )
+    return full[len(prompt) :]
+
+
+def as_rgb(image: Any) -> Any:
+    """An RGB image the processor accepts: a PIL image or an (H, W, 3) uint8 array."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
+        return image
+    if hasattr(image, "convert"):
+        return image.convert("RGB")
+    raise TypeError(f"expected a PIL image or numpy array, got {type(image).__name__}")
+
+
+def encode_example(
+    processor: Any, image: Any, question: str, answer: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Model inputs for one example, unbatched (``input_ids`` etc. are 1-D).
+
+    With an ``answer``, ``input_ids`` is prompt + answer tokens and ``labels`` is ``-100`` on
+    the prompt and the answer ids elsewhere: the loss is on the assistant's tokens only.
+
+    Returns
+    -------
+    dict
+        ``input_ids``, ``attention_mask``, ``mm_token_type_ids`` (when the processor gives it),
+        ``pixel_values`` (patches, 2-D), ``image_grid_thw`` (1, 3) and, with an answer,
+        ``labels``.
+    """
+    batch = processor(
+        text=[prompt_text(processor, question)], images=[as_rgb(image)], return_tensors="pt"
+    )
+    out = {k: v[0] for k, v in batch.items() if k not in ("pixel_values", "image_grid_thw")}
+    out["pixel_values"] = batch["pixel_values"]
+    out["image_grid_thw"] = batch["image_grid_thw"]
+    if answer is None:
+        return out
+    answer_ids = processor.tokenizer(
+        answer_text(processor, question, answer), add_special_tokens=False, return_tensors="pt"
+    )["input_ids"][0]
+    n_prompt = out["input_ids"].shape[0]
+    out["input_ids"] = torch.cat([out["input_ids"], answer_ids])
+    out["attention_mask"] = torch.ones_like(out["input_ids"])
+    if "mm_token_type_ids" in out:  # answer tokens are text (type 0)
+        out["mm_token_type_ids"] = torch.cat(
+            [out["mm_token_type_ids"], torch.zeros_like(answer_ids)]
+        )
+    labels = out["input_ids"].clone()
+    labels[:n_prompt] = IGNORE_INDEX
+    out["labels"] = labels
+    return out
+
+
+def collate(
+    examples: Sequence[dict[str, torch.Tensor]], pad_token_id: int, padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Batch :func:`encode_example` outputs: pad the token rows, concatenate the image patches.
+
+    Right padding for training (labels padded with ``-100``); left padding for generation.
+    """
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    width = max(ex["input_ids"].shape[0] for ex in examples)
+    pad_values = {
+        "input_ids": pad_token_id,
+        "attention_mask": 0,
+        "mm_token_type_ids": 0,
+        "labels": IGNORE_INDEX,
+    }
+    batch: dict[str, torch.Tensor] = {}
+    for key, value in pad_values.items():
+        if key not in examples[0]:
+            continue
+        rows = []
+        for ex in examples:
+            row = ex[key]
+            pad = row.new_full((width - row.shape[0],), value)
+            rows.append(torch.cat([row, pad] if padding_side == "right" else [pad, row]))
+        batch[key] = torch.stack(rows)
+    batch["pixel_values"] = torch.cat([ex["pixel_values"] for ex in examples])
+    batch["image_grid_thw"] = torch.cat([ex["image_grid_thw"] for ex in examples])
+    return batch
+
+
+def encode_prompts(processor: Any, images: Sequence[Any], questions: Sequence[str]) -> dict:
+    """A left-padded generation batch: one (image, question) prompt per row."""
+    if len(images) != len(questions):
+        raise ValueError(f"{len(images)} images but {len(questions)} questions")
+    examples = [encode_example(processor, im, q) for im, q in zip(images, questions, strict=True)]
+    return collate(examples, processor.tokenizer.pad_token_id, padding_side="left")
+
+
+@torch.no_grad()
+def generate_answers(
+    model: Any,
+    processor: Any,
+    images: Sequence[Any],
+    questions: Sequence[str] | str,
+    max_new_tokens: int = 64,
+) -> list[str]:
+    """Greedy answers to ``questions`` (one per image, or one string for all), decoded text."""
+    if isinstance(questions, str):
+        questions = [questions] * len(images)
+    batch = encode_prompts(processor, images, questions)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    new_tokens = out[:, batch["input_ids"].shape[1] :]
+    return processor.batch_decode(new_tokens, skip_special_tokens=True)
