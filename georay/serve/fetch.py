@@ -1,0 +1,188 @@
+"""Fetch an image by URL for the API, without letting callers reach our own network.
+
+A server that fetches URLs for its callers is a classic server-side request forgery hole: a
+caller asks for ``http://169.254.169.254/`` (cloud metadata) or ``http://10.0.0.5:6379/`` and
+the server reaches what the caller cannot. So URL fetching is off unless the operator turns it
+on, and then:
+
+* only ``http``/``https`` URLs, without credentials in them;
+* the host name is resolved once and **every** address must be public (not loopback, private,
+  link-local, multicast, reserved, unspecified, carrier-grade NAT, or IPv4-mapped versions of
+  those); the connection then goes to that checked address (the name is not resolved again,
+  so a DNS answer that changes between check and use cannot redirect it), with the original
+  host name in the ``Host`` header and for TLS (SNI and certificate check);
+* redirects are followed by hand, a few hops at most, each hop checked the same way;
+* the body is read in chunks up to ``max_bytes`` and the whole fetch has a deadline.
+
+Standard library only (``http.client``), run in a thread by the async API.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from urllib.parse import urljoin, urlsplit
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class FetchError(Exception):
+    """A URL the API will not or could not fetch; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def is_public_address(address: str) -> bool:
+    """True for a globally routable unicast IP address (what a public image host has)."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_public(host: str, port: int) -> str:
+    """Resolve ``host`` and return one of its addresses, if every address is public.
+
+    Raises
+    ------
+    FetchError
+        The name does not resolve, or any address is not public (a name with one private
+        address among public ones is refused too: which one a client would use is not ours to
+        guess).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise FetchError(f"cannot resolve host {host!r}: {err}") from None
+    addresses = sorted({info[4][0] for info in infos})
+    if not addresses:
+        raise FetchError(f"cannot resolve host {host!r}")
+    blocked = [a for a in addresses if not is_public_address(a)]
+    if blocked:
+        raise FetchError(f"URL host {host!r} resolves to a non-public address ({blocked[0]})", 403)
+    return addresses[0]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to an already checked address; ``Host`` stays the URL's host name."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an already checked address; SNI and certificate check use the host name."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _check_url(url: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"only http(s) image URLs are fetched, not {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise FetchError("image URL has no host")
+    if parts.username or parts.password:
+        raise FetchError("image URL must not carry credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise FetchError("image URL has an invalid port") from None
+    path = parts.path or "/"
+    return parts.scheme, parts.hostname, port, path + (f"?{parts.query}" if parts.query else "")
+
+
+def fetch_url(
+    url: str,
+    *,
+    max_bytes: int = 10 << 20,
+    timeout_s: float = 5.0,
+    max_redirects: int = 3,
+    resolve=resolve_public,
+) -> bytes:
+    """GET ``url`` under the rules in the module docstring and return the body.
+
+    Parameters
+    ----------
+    url
+        ``http(s)://`` URL.
+    max_bytes
+        Largest body accepted (``413`` beyond).
+    timeout_s
+        Deadline for the whole fetch, redirects included (``504`` beyond).
+    max_redirects
+        Redirect hops followed, each re-checked.
+    resolve
+        ``(host, port) -> address`` that raises :class:`FetchError` for a refused host. The
+        default refuses non-public addresses; tests substitute one that allows loopback.
+
+    Raises
+    ------
+    FetchError
+        With ``status`` 400 (bad URL, upstream error), 403 (non-public target), 413 (too
+        large) or 504 (too slow).
+    """
+    deadline = time.monotonic() + timeout_s
+    for _ in range(max_redirects + 1):
+        scheme, host, port, target = _check_url(url)
+        address = resolve(host, port)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"fetching the image URL took longer than {timeout_s} s", 504)
+        kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+        conn = kind(host, port, address, timeout=remaining)
+        try:
+            conn.request("GET", target, headers={"User-Agent": "georay", "Accept": "image/*"})
+            response = conn.getresponse()
+            if response.status in _REDIRECTS and response.getheader("Location"):
+                url = urljoin(url, response.getheader("Location"))
+                continue
+            if response.status != 200:
+                raise FetchError(f"image URL answered HTTP {response.status}")
+            return _read_limited(conn, response, max_bytes, deadline, timeout_s)
+        except TimeoutError:
+            raise FetchError(
+                f"fetching the image URL took longer than {timeout_s} s", 504
+            ) from None
+        except (OSError, http.client.HTTPException) as err:
+            raise FetchError(f"cannot fetch image URL: {type(err).__name__}: {err}") from None
+        finally:
+            conn.close()
+    raise FetchError(f"image URL redirected more than {max_redirects} times")
+
+
+def _read_limited(conn, response, max_bytes: int, deadline: float, timeout_s: float) -> bytes:
+    """Read the body in chunks, each recv bounded by the time left (a slow drip cannot stall)."""
+    length = response.getheader("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise FetchError(f"image at URL is {length} bytes, over the {max_bytes}-byte limit", 413)
+    chunks, size = [], 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"fetching the image URL took longer than {timeout_s} s", 504)
+        if conn.sock is not None:
+            conn.sock.settimeout(remaining)
+        chunk = response.read1(64 << 10)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(f"image at URL is over the {max_bytes}-byte limit", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
