@@ -1,0 +1,198 @@
+"""Input readers: a manifest, a folder or S3 prefix of images, or WebDataset tar shards.
+
+Every reader yields the same row layout (see :mod:`georay.pipeline`): ``image_id``, ``uri``,
+``status`` (``"ok"``), ``error`` (null) and, for WebDataset, the undecoded ``bytes``. Manifests
+and folders are listed on the driver (a few hundred bytes per image) so rows already written by
+an earlier run can be skipped before any work is scheduled; tar shards are streamed by
+``ray.data.read_webdataset`` and finished rows are dropped right after the read.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from georay.data.manifest import ManifestError, manifest_format, read_manifest
+from georay.data.storage import filesystem_for, is_s3, list_files
+
+InputKind = Literal["manifest", "images", "webdataset"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+TAR_SUFFIXES = (".tar",)
+# Extensions of image members inside a WebDataset sample, most common first.
+WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+
+
+def detect_kind(uri: str) -> InputKind:
+    """Guess the input kind: a manifest by suffix, a ``.tar`` or a folder of tars, else images."""
+    lower = str(uri).lower().rstrip("/")
+    try:
+        manifest_format(lower)
+        return "manifest"
+    except ManifestError:
+        pass
+    if lower.endswith(TAR_SUFFIXES):
+        return "webdataset"
+    files = list_files(uri, IMAGE_SUFFIXES + TAR_SUFFIXES)
+    tars = sum(f.lower().endswith(TAR_SUFFIXES) for f in files)
+    return "webdataset" if tars and tars == len(files) else "images"
+
+
+def _with_status(table: pa.Table) -> pa.Table:
+    n = table.num_rows
+    table = table.append_column("status", pa.array(["ok"] * n, pa.string()))
+    return table.append_column("error", pa.nulls(n, pa.string()))
+
+
+def image_table(uri: str) -> pa.Table:
+    """List a folder or S3 prefix of images as rows (``image_id``, ``uri``).
+
+    ``image_id`` is the path relative to ``uri`` without its extension (``a/b.jpg`` ->
+    ``a/b``), stable across reruns and equal to the id the synthetic world's manifest uses.
+    Two files differing only by extension would share an id, so that raises ``ValueError``.
+    """
+    files = list_files(uri, IMAGE_SUFFIXES)
+    _, root = filesystem_for(uri)
+    root = root.rstrip("/") + "/"
+    ids = []
+    for f in files:
+        _, path = filesystem_for(f)
+        ids.append(posixpath.splitext(path[len(root) :] if path.startswith(root) else path)[0])
+    if len(set(ids)) != len(ids):
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].tolist()[:5]
+        raise ValueError(f"image ids collide (same name, different extension): {dup}")
+    return pa.table({"image_id": pa.array(ids, pa.string()), "uri": pa.array(files, pa.string())})
+
+
+def input_table(uri: str, kind: InputKind | Literal["auto"] = "auto") -> pa.Table:
+    """The input rows of a manifest or image folder, listed on the driver.
+
+    Parameters
+    ----------
+    uri
+        Manifest file (Parquet/CSV/JSONL) or folder / S3 prefix of images.
+    kind
+        ``"manifest"``, ``"images"`` or ``"auto"`` (:func:`detect_kind`).
+
+    Returns
+    -------
+    pyarrow.Table
+        Every manifest column (validated by :func:`georay.data.manifest.read_manifest`), or
+        ``image_id`` + ``uri`` for a folder.
+    """
+    kind = detect_kind(uri) if kind == "auto" else kind
+    if kind == "manifest":
+        return read_manifest(uri)
+    if kind == "images":
+        return image_table(uri)
+    raise ValueError(f"input_table() lists manifests and image folders, not {kind!r}")
+
+
+def scalar_columns(schema: pa.Schema) -> list[str]:
+    """Columns a pipeline carries through: scalars only (lists, structs and binary stay behind)."""
+    keep = []
+    for f in schema:
+        t = f.type
+        if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            continue
+        keep.append(f.name)
+    return keep
+
+
+def filter_done(table: pa.Table, done_ids: pa.Array | None) -> pa.Table:
+    """Drop rows whose ``image_id`` is in ``done_ids`` (the ids an earlier run committed)."""
+    if done_ids is None or len(done_ids) == 0:
+        return table
+    return table.filter(pc.invert(pc.is_in(table["image_id"], value_set=done_ids)))
+
+
+def dataset_from_table(table: pa.Table, *, block_rows: int = 256) -> ray.data.Dataset:
+    """A Ray Dataset of pipeline rows from a driver-side table, in blocks of ``block_rows``.
+
+    Only scalar columns are carried (:func:`scalar_columns`); ``status`` / ``error`` are added.
+    """
+    table = _with_status(table.select(scalar_columns(table.schema)))
+    slices = [table.slice(i, block_rows) for i in range(0, table.num_rows, block_rows)]
+    return ray.data.from_arrow(slices or [table])
+
+
+def _wds_rows(batch: pd.DataFrame, scheme: str, skip: np.ndarray) -> pd.DataFrame:
+    """WebDataset samples -> pipeline rows; the first image member is the image."""
+    urls = batch["__url__"].astype(str)
+    ids = (scheme + urls + "#" + batch["__key__"].astype(str)).tolist()
+    data, errors = [], []
+    for i in range(len(batch)):
+        value = next(
+            (
+                batch[k].iat[i]
+                for k in WDS_IMAGE_KEYS
+                if k in batch and isinstance(batch[k].iat[i], bytes | bytearray)
+            ),
+            None,
+        )
+        data.append(bytes(value) if value is not None else None)
+        errors.append(None if value is not None else "no image member in WebDataset sample")
+    out = pd.DataFrame(
+        {
+            "image_id": ids,
+            "uri": ids,
+            "bytes": data,
+            "status": ["ok" if e is None else "error" for e in errors],
+            "error": errors,
+        }
+    )
+    if len(skip):
+        out = out[~out["image_id"].isin(skip)]
+    return out
+
+
+def read_webdataset_rows(
+    uris: str | Iterable[str], *, done_ids: pa.Array | None = None
+) -> ray.data.Dataset:
+    """Stream WebDataset tar shards (img2dataset / LAION / DataComp layout) as pipeline rows.
+
+    ``image_id`` = ``uri`` = ``<tar url>#<sample key>``; ``bytes`` holds the undecoded image
+    member (``jpg``, ``jpeg``, ``png`` or ``webp``); a sample without one becomes an error row.
+    """
+    uris = [uris] if isinstance(uris, str) else list(uris)
+    scheme = "s3://" if is_s3(uris[0]) else ""
+    fs, _ = filesystem_for(uris[0])
+    paths = [filesystem_for(u)[1] for u in uris]
+    skip = np.asarray(done_ids.to_pylist() if done_ids is not None else [], dtype=object)
+    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, file_extensions=["tar"])
+    return ds.map_batches(
+        _wds_rows, batch_format="pandas", fn_kwargs={"scheme": scheme, "skip": skip}
+    )
+
+
+def read_input(
+    uri: str,
+    *,
+    kind: InputKind | Literal["auto"] = "auto",
+    done_ids: pa.Array | None = None,
+    block_rows: int = 256,
+) -> ray.data.Dataset:
+    """Any supported input as a Ray Dataset of pipeline rows, minus rows already done.
+
+    Parameters
+    ----------
+    uri
+        Manifest, folder / S3 prefix of images, or a ``.tar`` / folder of WebDataset shards.
+    kind
+        ``"auto"`` detects it (:func:`detect_kind`).
+    done_ids
+        ``image_id`` values to skip (:meth:`georay.pipeline.PartWriter.done_ids`).
+    block_rows
+        Rows per block for listed inputs (the unit of parallelism of the first stages).
+    """
+    kind = detect_kind(uri) if kind == "auto" else kind
+    if kind == "webdataset":
+        return read_webdataset_rows(uri, done_ids=done_ids)
+    return dataset_from_table(filter_done(input_table(uri, kind), done_ids), block_rows=block_rows)
