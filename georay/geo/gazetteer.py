@@ -181,11 +181,10 @@ class Gazetteer:
 
     @functools.cached_property
     def _by_country(self) -> dict[str, np.ndarray]:
-        order = np.argsort(self.codes.astype(str), kind="stable")  # keeps population order
-        codes = self.codes[order]
-        bounds = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-        return {str(g[0]): order[s] for g, s in zip(
-            np.split(codes, bounds), np.split(np.arange(len(order)), bounds), strict=True)}  # fmt: skip
+        groups: dict[str, list[int]] = {}
+        for i, cc in enumerate(self.codes):  # rows are most populous first, so groups are too
+            groups.setdefault(cc, []).append(i)
+        return {cc: np.array(v, dtype=np.int64) for cc, v in groups.items()}
 
     def country_code(self, text: str) -> str | None:
         """ISO 3166-1 alpha-2 code from a code (alpha-2/alpha-3), a name or an alias, else None."""

@@ -26,7 +26,9 @@ def _shapefile_path() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _countries() -> tuple[list[str], list[shapely.Geometry]]:
+def country_polygons() -> tuple[list[str], list[shapely.Geometry]]:
+    """ISO alpha-2 codes and full-detail shapely (Multi)Polygons, one pair per feature (a code
+    may repeat: overseas parts are separate features). Loaded once, cached."""
     codes, geoms = [], []
     with shapefile.Reader(str(_shapefile_path()), encoding="utf-8") as sf:
         for rec, shp in zip(sf.iterRecords(fields=["ISO_A2_EH"]), sf.iterShapes(), strict=True):
@@ -56,7 +58,7 @@ def country_outlines(tolerance_deg: float = 0.05) -> list[tuple[str, list[np.nda
     if tolerance_deg < 0:
         raise ValueError(f"tolerance_deg must be >= 0, got {tolerance_deg}")
     by_code: dict[str, list[np.ndarray]] = {}
-    for code, geom in zip(*_countries(), strict=True):
+    for code, geom in zip(*country_polygons(), strict=True):
         simple = shapely.simplify(geom, tolerance_deg, preserve_topology=True)
         for poly in shapely.get_parts(simple):
             ring = np.asarray(poly.exterior.coords, dtype=np.float64)
@@ -67,7 +69,7 @@ def country_outlines(tolerance_deg: float = 0.05) -> list[tuple[str, list[np.nda
 
 @functools.lru_cache(maxsize=1)
 def _prepared() -> tuple[list[str], list[shapely.Geometry], np.ndarray]:
-    codes, geoms = _countries()
+    codes, geoms = country_polygons()
     arr = np.array(geoms, dtype=object)
     shapely.prepare(arr)
     return codes, geoms, shapely.bounds(arr)
