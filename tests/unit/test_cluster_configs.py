@@ -31,7 +31,8 @@ CLUSTER = REPO / "cluster"
 KUBE = CLUSTER / "kubernetes"
 LAUNCHER = CLUSTER / "aws" / "georay.yaml"
 SERVE_CONFIG = REPO / "georay" / "serve" / "serve_config.yaml"
-STAGES = ("curate", "train", "predict", "evaluate")
+STAGES = ("curate", "train", "predict", "evaluate")  # one RayJob each
+JOBS = (*STAGES, "knowledge")  # jobs/<name>.py
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE_IN_PODS = f"georay:{VERSION}"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -383,7 +384,7 @@ def test_dockerfile_builds_on_the_ray_image_of_our_ray_version():
         assert f"!{src}" in ignore or f"!{src}/" in ignore, f"{src} is excluded from the context"
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", JOBS)
 def test_job_entrypoint_hands_its_arguments_to_the_georay_cli(stage, monkeypatch, capsys):
     from georay.cli import build_parser
 
