@@ -30,12 +30,19 @@ from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
 from georay.geo.distance import chord_to_km, unit_vectors
-from georay.geo.names import COUNTRY_ALIASES, COUNTRY_DISPLAY_NAMES, US_STATES, normalize_name
+from georay.geo.names import (
+    CITY_ALIASES,
+    COUNTRY_ALIASES,
+    COUNTRY_DISPLAY_NAMES,
+    US_STATES,
+    normalize_name,
+)
 
 
 @dataclass(frozen=True)
 class Place:
-    """One gazetteer place; `level` is "city", or "country" when only a country was named."""
+    """One gazetteer place. `level` says what the text named: "city", "admin1" (a region such
+    as "Bavaria": its most populous place) or "country" (its most populous place)."""
 
     name: str
     country_code: str
@@ -177,6 +184,9 @@ class Gazetteer:
         index: dict[str, list[int]] = {}
         for i, name in enumerate(self.names):
             index.setdefault(normalize_name(name), []).append(i)
+        for alias, (name, cc) in CITY_ALIASES.items():
+            target = [i for i in index.get(normalize_name(name), []) if self.codes[i] == cc]
+            index[alias] = sorted(set(index.get(alias, [])) | set(target))  # population order
         return {k: np.array(v, dtype=np.int64) for k, v in index.items()}
 
     @functools.cached_property
@@ -272,18 +282,37 @@ class Gazetteer:
             idx = idx[same] if any(same) else idx
         return self._place(int(idx[0])) if len(idx) else None
 
+    @functools.cached_property
+    def _admin1_keys(self) -> dict[str, np.ndarray]:
+        index: dict[str, list[int]] = {}
+        for i, name in enumerate(self.admin1):
+            if name:
+                index.setdefault(normalize_name(name), []).append(i)
+        return {k: np.array(v, dtype=np.int64) for k, v in index.items()}
+
+    def admin1_place(self, name: str, country_code: str | None = None) -> Place | None:
+        """The most populous place of a first-level region ("New York", "Bavaria"), optionally
+        within a country (code or name); None if no region has that name."""
+        idx = self._admin1_keys.get(normalize_name(name))
+        if idx is not None and country_code is not None:
+            cc = self.country_code(country_code)
+            idx = idx[self.codes[idx] == cc] if cc else idx[:0]
+        return self._place(int(idx[0]), "admin1") if idx is not None and len(idx) else None
+
     def resolve(self, text: str) -> Place | None:
         """Resolve free text ("Zurich", "Zürich, Switzerland", "CH", "U.S.A.") to a place.
 
         Order: the whole text as a country (-> `country_place`), as a city (most populous of
-        that name), then "City, [Region,] Country": the first comma part is the city, the
-        longest tail naming a country constrains it, middle parts (admin1 names, or US state
-        abbreviations) are preferences. A known city absent from a named country falls back to
-        the country's place; a city whose qualifiers match nothing gives None.
+        that name) or a region (-> `admin1_place`: "New York", "Bavaria"; a region wins over an
+        equally named town when its main place is 10x as populous: "California"), then
+        "City, [Region,] Country": the first comma part is the city, the longest tail naming a
+        country constrains it, middle parts (admin1 names, or US state abbreviations) are
+        preferences. A city absent from a named country falls back to a region of that name in
+        it, then to the country's place; a city whose qualifiers match nothing gives None.
         """
         if not isinstance(text, str) or not normalize_name(text):
             return None
-        place = self.country_place(text) or self.city(text)
+        place = self.country_place(text) or self._city_or_region(text)
         parts = [p for p in text.split(",") if normalize_name(p)]
         if place is not None or len(parts) < 2:
             return place
@@ -301,7 +330,17 @@ class Gazetteer:
             found = self.city(head, None, region)
             if found is not None and normalize_name(found.admin1) != normalize_name(region):
                 found = None
-        return found or (self.country_place(cc) if cc else None)
+        if found is None and cc:
+            found = self.admin1_place(head, cc) or self.country_place(cc)
+        return found
+
+    def _city_or_region(self, text: str) -> Place | None:
+        # "California" is also a town of 12K in Maryland, "Ontario" one of 171K in California:
+        # a region wins when its main place is 10x the most populous town of that name.
+        city, region = self.city(text), self.admin1_place(text)
+        if city is None or region is None:
+            return city or region
+        return region if region.population >= 10 * city.population else city
 
     @staticmethod
     def _region(text: str, cc: str | None) -> str:

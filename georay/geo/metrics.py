@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from georay.geo.cells import cell_centroids, latlng_to_cells
 from georay.geo.distance import EARTH_RADIUS_KM, haversine_km
 from georay.geo.gazetteer import Gazetteer, get_gazetteer
-from georay.geo.names import normalize_name
+from georay.geo.names import city_key, normalize_name
 
 THRESHOLDS_KM: tuple[float, ...] = (1, 25, 200, 750, 2500)
 GEOSCORE_MAX = 5000.0
@@ -38,8 +38,9 @@ CONVENTIONS: dict[str, object] = {
     "gazetteer (alpha-2/alpha-3 codes, ISO and common names, curated aliases such as U.S.A., UK, "
     "Holland, Türkiye); a name that maps to no country is wrong",
     "city_matching": "names equal after normalize_name (casefold, diacritics and punctuation "
-    "stripped: 'zurich' == 'Zürich'), and the country must match too wherever the true country "
-    "is known (Paris, Texas is not Paris)",
+    "stripped: 'zurich' == 'Zürich') with a short table of exonyms mapped to the GeoNames form "
+    "('Geneva' == 'Genève', 'Kiev' == 'Kyiv'), and the country must match too wherever the "
+    "true country is known (Paris, Texas is not Paris)",
     "name_resolution": "predicted names without coordinates are placed through the gazetteer: "
     "the city within the predicted country (most populous of that name; anywhere when the "
     "country is missing or unknown), else the country's most populous GeoNames place (the data "
@@ -116,10 +117,10 @@ def city_matches(
     true_country: ArrayLike | None = None,
     gazetteer: Gazetteer | None = None,
 ) -> np.ndarray:
-    """True where the city names are equal ignoring case/diacritics/punctuation and, where the
-    true country is known, the predicted country matches it."""
+    """True where the city names are equal ignoring case/diacritics/punctuation and known
+    exonyms (`city_key`) and, where the true country is known, the predicted country matches."""
     p, t = _as_text(pred), _as_text(true)
-    pn, tn = [normalize_name(v) for v in p], [normalize_name(v) for v in t]
+    pn, tn = [city_key(v) for v in p], [city_key(v) for v in t]
     same = np.array([bool(a) and a == b for a, b in zip(pn, tn, strict=True)], dtype=bool)
     if true_country is None:
         return same

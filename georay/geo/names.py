@@ -88,3 +88,27 @@ COUNTRY_DISPLAY_NAMES: dict[str, str] = {
     "VA": "Vatican City", "PS": "Palestine", "FM": "Micronesia", "VG": "British Virgin Islands",
     "VI": "U.S. Virgin Islands", "BQ": "Caribbean Netherlands", "SH": "Saint Helena",
 }  # fmt: skip
+
+# English exonyms of large places that GeoNames cities1000 names in the local form (so that
+# "Geneva" is not Geneva, Illinois, nor "Cologne" a village in Minnesota): alias ->
+# (GeoNames name, country). The alias joins that place's candidates; population still decides.
+CITY_ALIASES: dict[str, tuple[str, str]] = {
+    "geneva": ("Genève", "CH"), "lucerne": ("Luzern", "CH"), "basle": ("Basel", "CH"),
+    "cologne": ("Köln", "DE"), "nuremberg": ("Nürnberg", "DE"), "hanover": ("Hannover", "DE"),
+    "brunswick": ("Braunschweig", "DE"), "frankfurt": ("Frankfurt am Main", "DE"),
+    "seville": ("Sevilla", "ES"), "gothenburg": ("Göteborg", "SE"), "aarhus": ("Århus", "DK"),
+    "antwerp": ("Antwerpen", "BE"), "bruges": ("Brugge", "BE"), "ghent": ("Gent", "BE"),
+    "kiev": ("Kyiv", "UA"), "odessa": ("Odesa", "UA"), "st petersburg": ("Saint Petersburg", "RU"),
+    "mecca": ("Makkah", "SA"), "medina": ("Madinah", "SA"), "quebec city": ("Québec", "CA"),
+    "new york": ("New York City", "US"), "washington dc": ("Washington", "US"),
+    "panama city": ("Panamá", "PA"), "saigon": ("Ho Chi Minh City", "VN"),
+    "bangalore": ("Bengaluru", "IN"), "bombay": ("Mumbai", "IN"), "calcutta": ("Kolkata", "IN"),
+    "madras": ("Chennai", "IN"), "peking": ("Beijing", "CN"), "rangoon": ("Yangon", "MM"),
+}  # fmt: skip
+
+
+def city_key(name: str) -> str:
+    """Matching key of a city name: `normalize_name`, with known exonyms mapped to the GeoNames
+    form, so "Geneva" and "Genève", "Kiev" and "Kyiv", "Zurich" and "Zürich" share a key."""
+    key = normalize_name(name)
+    return normalize_name(CITY_ALIASES[key][0]) if key in CITY_ALIASES else key

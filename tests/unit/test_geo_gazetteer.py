@@ -7,6 +7,7 @@ import pytest
 
 from georay.geo.distance import haversine_km
 from georay.geo.gazetteer import get_gazetteer
+from georay.geo.names import CITY_ALIASES
 
 ZURICH = (47.37, 8.54)
 
@@ -98,6 +99,30 @@ def test_resolve_zurich(gaz, text):
 def test_resolve_forms(gaz, text, code, level):
     p = gaz.resolve(text)
     assert p is not None and (p.country_code, p.level) == (code, level)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "code", "level"),
+    [
+        ("New York", "New York City", "US", "city"),  # exonym table
+        ("Geneva", "Genève", "CH", "city"),  # not Geneva, Illinois
+        ("Geneva, Illinois", "Geneva", "US", "city"),  # unless asked for
+        ("Cologne", "Köln", "DE", "city"),
+        ("California", "Los Angeles", "US", "admin1"),  # not the Maryland town of 12K
+        ("Bavaria, Germany", "Munich", "DE", "admin1"),
+        ("Texas, USA", "Houston", "US", "admin1"),
+        ("Washington", "Washington", "US", "city"),  # DC outweighs less than 10x: the city
+    ],
+)
+def test_resolve_exonyms_and_regions(gaz, text, name, code, level):
+    p = gaz.resolve(text)
+    assert p is not None and (p.name, p.country_code, p.level) == (name, code, level)
+
+
+def test_every_city_alias_points_at_a_place(gaz):
+    for alias, (name, code) in CITY_ALIASES.items():
+        p = gaz.city(alias)
+        assert p is not None and (p.name, p.country_code) == (name, code), alias
 
 
 def test_resolve_ties_go_to_most_populous(gaz):

@@ -63,6 +63,7 @@ def test_city_matching_case_and_diacritics():
     assert list(city_matches(["zurich", "ZÜRICH ", "Geneva", "", None], ["Zürich"] * 5)) == [
         True, True, False, False, False,
     ]  # fmt: skip
+    assert list(city_matches(["Geneva", "Kiev"], ["Genève", "Kyiv"])) == [True, True]
     # With countries: the same name in another country is not the city.
     ok = city_matches(["Paris", "Paris", "Paris"], ["Paris"] * 3, ["US", "France", None],
                       ["FR", "FR", None])  # fmt: skip

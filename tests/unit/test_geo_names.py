@@ -2,7 +2,7 @@
 
 import pytest
 
-from georay.geo.names import normalize_name
+from georay.geo.names import city_key, normalize_name
 
 
 @pytest.mark.parametrize(
@@ -23,3 +23,9 @@ from georay.geo.names import normalize_name
 )
 def test_normalize_name(text, expected):
     assert normalize_name(text) == expected
+
+
+def test_city_key_maps_exonyms():
+    assert city_key("Geneva") == city_key("Genève") == "geneve"
+    assert city_key("Kiev") == city_key("KYIV") and city_key("zurich") == city_key("Zürich")
+    assert city_key("Springfield") == "springfield"
