@@ -1,0 +1,118 @@
+"""Training examples for one worker: SFT records -> encoded tensors -> padded batches.
+
+The order is a pure function of (seed, epoch, rank, world size), so a worker that restarts from
+a checkpoint at optimizer step ``s`` sees exactly the batches it would have seen, without
+replaying the ones before ``s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from georay.data.images import decode_image
+from georay.data.storage import is_s3, read_bytes
+from georay.knowledge.sft import SftExample, read_sft
+from georay.models.vlm import IGNORE_INDEX, collate, encode_example
+
+log = logging.getLogger(__name__)
+
+
+def resolve_image(image: str, data_uri: str) -> str:
+    """An SFT image path as a readable URI: relative paths are relative to the SFT file."""
+    if is_s3(image) or os.path.isabs(image):
+        return image
+    base = data_uri.rsplit("/", 1)[0] if "/" in data_uri else "."
+    return f"{base}/{image}"
+
+
+def load_examples(data_uri: str) -> list[SftExample]:
+    """The SFT file's examples, with image paths made readable from anywhere."""
+    return [
+        SftExample(ex.id, resolve_image(ex.image, data_uri), ex.question, ex.answer)
+        for ex in read_sft(data_uri)
+    ]
+
+
+class EncodedExamples:
+    """Examples encoded on first use and kept in memory (each is decoded and tokenized once).
+
+    Examples whose image cannot be read or decoded, or that are longer than ``max_length``
+    tokens, are skipped with a warning: one bad file must not stop a training run.
+    """
+
+    def __init__(self, examples: list[SftExample], processor: Any, max_length: int):
+        self.examples = examples
+        self.processor = processor
+        self.max_length = max_length
+        self._cache: dict[int, dict[str, torch.Tensor] | None] = {}
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def get(self, index: int) -> dict[str, torch.Tensor] | None:
+        if index not in self._cache:
+            ex = self.examples[index]
+            try:
+                image = decode_image(read_bytes(ex.image))
+                item = encode_example(self.processor, image, ex.question, ex.answer)
+                if item["input_ids"].shape[0] > self.max_length:
+                    raise ValueError(f"{item['input_ids'].shape[0]} tokens > max_length")
+            except Exception as err:  # noqa: BLE001 - any bad example is skipped, not fatal
+                log.warning("skipping example %s: %s", ex.id, err)
+                self.skipped.append((ex.id, str(err)))
+                item = None
+            self._cache[index] = item
+        return self._cache[index]
+
+
+def batches_per_epoch(n_examples: int, world_size: int, batch_size: int) -> int:
+    """Micro-batches each worker gets per epoch (equal on every worker; remainders dropped)."""
+    return (n_examples // world_size) // batch_size
+
+
+def micro_batches(
+    data: EncodedExamples,
+    *,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    seed: int,
+    start: int,
+    pad_token_id: int,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless padded micro-batches for one worker, starting at micro-batch number ``start``.
+
+    Each epoch shuffles all examples with ``seed + epoch``, gives worker ``rank`` every
+    ``world_size``-th of them and cuts that into ``batch_size`` batches.
+    """
+    per_epoch = batches_per_epoch(len(data), world_size, batch_size)
+    if per_epoch < 1:
+        raise ValueError(
+            f"{len(data)} examples are too few for {world_size} workers x batch {batch_size}"
+        )
+    index, last = start, None
+    while True:
+        epoch, offset = divmod(index, per_epoch)
+        order = np.random.default_rng(seed + epoch).permutation(len(data))[rank::world_size]
+        for i in range(offset, per_epoch):
+            chosen = order[i * batch_size : (i + 1) * batch_size]
+            items = [item for j in chosen if (item := data.get(int(j))) is not None]
+            if items:
+                last = collate(items, pad_token_id)
+            elif last is None:
+                raise ValueError(f"every example of worker {rank}'s first batch is unreadable")
+            # A batch of only bad examples repeats the last one: every rank must take a step.
+            yield last
+            index += 1
+
+
+def count_tokens(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(tokens processed, tokens in the loss) of a batch."""
+    return int(batch["attention_mask"].sum()), int((batch["labels"] != IGNORE_INDEX).sum())
