@@ -1,0 +1,180 @@
+"""The model stage of ``curate fit`` and ``curate score``: a Ray Data actor around the encoder.
+
+One class serves both jobs: it embeds the uint8 pixels of ``ok`` rows with the frozen encoder,
+and optionally scores them with a head (``score``) and labels them with an ADE20K segmenter
+(``fit`` without manifest fractions). Error rows pass through with null outputs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from georay.data.ade20k import locatability
+from georay.pipeline import clean_status, ok_mask
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which encoder to build: open_clip name, pretrained tag/path, init seed, saved weights."""
+
+    model_name: str = "tiny"
+    pretrained: str | None = None
+    seed: int = 0
+    weights: str | None = None  # encoder.pt of a random-init encoder, saved with its head
+
+    @property
+    def id(self) -> str:
+        from georay.models.clip import encoder_id
+
+        return encoder_id(self.model_name, self.pretrained)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_encoder(spec: EncoderSpec, device: str = "cpu"):
+    """Build the frozen encoder of ``spec`` (and load its saved weights); -> (visual, Preprocess)."""
+    import torch
+
+    from georay.data.storage import read_bytes
+    from georay.models.clip import load_clip
+
+    visual, pre = load_clip(spec.model_name, spec.pretrained, seed=spec.seed, device=device)
+    if spec.weights:
+        state = torch.load(io.BytesIO(read_bytes(spec.weights)), map_location=device)
+        visual.load_state_dict(state)
+    return visual, pre
+
+
+class Embedder:
+    """Ray Data callable class: ``pixels`` -> ``embedding`` [+ ``locatability``, teacher].
+
+    Parameters
+    ----------
+    encoder
+        :class:`EncoderSpec` as a dict.
+    head
+        Folder / prefix of a fitted head: adds ``locatability`` (float32, NaN on error rows).
+    segmenter
+        Segmenter path or id: adds ``teacher_locatability`` from predicted class areas.
+    keep_embedding
+        Return the ``embedding`` column (fit, embedding export) or drop it.
+    threads
+        torch intra-op threads; 0 = this node's CPUs divided by ``pool_size``.
+    """
+
+    def __init__(
+        self,
+        encoder: dict,
+        head: str | None = None,
+        segmenter: str | None = None,
+        keep_embedding: bool = True,
+        threads: int = 0,
+        pool_size: int = 1,
+        model_id: str = "",
+    ):
+        import torch
+
+        if torch.cuda.is_available():
+            self.device = "cuda"
+        else:
+            self.device = "cpu"
+            torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // pool_size))
+        self.visual, self.pre = load_encoder(EncoderSpec(**encoder), self.device)
+        self.head = None
+        if head:
+            from georay.curate.head import load_head
+
+            self.head = load_head(head)
+        self.segmenter = None
+        if segmenter:
+            from georay.models.segmenter import load_segmenter
+
+            self.segmenter = load_segmenter(segmenter, self.device)
+        self.keep_embedding = keep_embedding
+        self.model_id = model_id
+
+    def _encoder_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels at the encoder's side (the decode side is larger when a segmenter runs too)."""
+        if pixels.shape[1] == self.pre.side:
+            return pixels
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(self.pre.side,) * 2, mode="bilinear", antialias=True)
+        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from georay.models.clip import encode
+
+        pixels = batch.pop("pixels")
+        ok = ok_mask(batch)
+        n = len(ok)
+        emb = None
+        if ok.any():
+            emb_ok = encode(self.visual, self.pre, self._encoder_pixels(pixels[ok]))
+            emb = np.zeros((n, emb_ok.shape[1]), dtype=np.float32)
+            emb[ok] = emb_ok
+        if self.head is not None:
+            scores = np.full(n, np.nan, dtype=np.float32)
+            if emb is not None:
+                scores[ok] = self.head.predict(emb[ok])
+            batch["locatability"] = scores
+            batch["model"] = np.array([self.model_id] * n, dtype=object)
+        if self.segmenter is not None:
+            from georay.models.segmenter import class_fractions
+
+            teacher = np.full(n, np.nan, dtype=np.float32)
+            if ok.any():
+                teacher[ok] = locatability(class_fractions(*self.segmenter, pixels[ok]))
+            batch["teacher_locatability"] = teacher
+        if self.keep_embedding and emb is not None:
+            batch["embedding"] = emb
+        return clean_status(batch)
+
+
+def embed_dataset(
+    ds,
+    encoder: EncoderSpec,
+    side: int,
+    pool,
+    *,
+    head: str | None = None,
+    segmenter: str | None = None,
+    keep_embedding: bool = True,
+    sha256: bool = False,
+    max_pixels: int | None = None,
+    model_id: str = "",
+):
+    """Pipeline rows -> fetch bytes -> decode to ``side`` (CPU tasks) -> :class:`Embedder` pool.
+
+    ``pool`` is a :class:`georay.curate.config.PoolSettings` (or a config inheriting it).
+    """
+    from georay import pipeline as pl
+
+    decode_kwargs = {"side": side}
+    if max_pixels:
+        decode_kwargs["max_pixels"] = max_pixels
+    ds = ds.map_batches(pl.fetch_bytes, fn_kwargs={"sha256": sha256})
+    ds = ds.map_batches(pl.decode_images, fn_kwargs=decode_kwargs)
+    return ds.map_batches(
+        Embedder,
+        fn_constructor_kwargs={
+            "encoder": encoder.to_dict(),
+            "head": head,
+            "segmenter": segmenter,
+            "keep_embedding": keep_embedding,
+            "threads": pool.torch_threads,
+            "pool_size": pool.num_actors,
+            "model_id": model_id,
+        },
+        batch_size=pool.batch_size,
+        **pl.actor_pool_options(
+            pool.num_actors, num_gpus=pool.gpus_per_actor, num_cpus=pool.actor_cpus
+        ),
+    )
