@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -71,6 +71,12 @@ class ModelSettings:
         },
     )
 
+    @classmethod
+    def of(cls, values: dict, **overrides) -> ModelSettings:
+        """The model settings among ``values`` (a stage config as a dict), with overrides."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in {**values, **overrides}.items() if k in names})
+
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("model must name a training artifact or a base model")
@@ -102,6 +108,23 @@ def fit_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]
         return None
     scale = math.sqrt(max_pixels / (width * height))
     return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def decode_for_model(
+    data: bytes, max_pixels: int | None, *, max_image_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode image bytes to RGB uint8, downscaled to at most ``max_pixels`` pixels.
+
+    Raises
+    ------
+    ImageDecodeError
+        Not an image, truncated, or over ``max_image_pixels`` (checked on the header).
+    """
+    img = open_image(data, max_pixels=max_image_pixels)
+    width, height = img.size
+    if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        width, height = height, width  # decode_image's size is after EXIF rotation
+    return decode_image(data, fit_size(width, height, max_pixels), max_pixels=max_image_pixels)
 
 
 def _processor_max_pixels(processor) -> int | None:
@@ -142,8 +165,7 @@ class Predictor:
 
     def load_image(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """Decode image bytes at the size the model will see; raises ImageDecodeError."""
-        width, height = open_image(data, max_pixels=max_pixels).size
-        return decode_image(data, fit_size(width, height, self.max_pixels), max_pixels=max_pixels)
+        return decode_for_model(data, self.max_pixels, max_image_pixels=max_pixels)
 
     def generate(self, images: list[np.ndarray]) -> list[str]:
         """Greedy answers to the question, one ``generate`` call per ``batch_size`` images.

@@ -1,0 +1,372 @@
+"""The online geolocation API: one Ray Serve deployment with a FastAPI ingress.
+
+Endpoints (see :func:`build_app` for the settings):
+
+``POST /v1/geolocate``
+    The image as a multipart upload (field ``image`` or ``file``), a raw ``image/*`` body, or
+    JSON ``{"image_base64": "..."}`` / ``{"image_url": "https://..."}`` (URL fetching is off
+    unless ``allow_url_fetch``; :mod:`georay.serve.fetch` has the rules). Answers the DESIGN
+    "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model.
+``POST /v1/chat/completions``
+    OpenAI-compatible: the last user message's first ``image_url`` content part (a ``data:``
+    URL, or http(s) when fetching is on) is geolocated; the answer text is the model's own
+    answer to georay's inference question (the model is trained on that one question, so any
+    text parts are ignored), and the parsed prediction rides along under ``georay``.
+``GET /healthz``
+    Liveness and the model id; no auth, so load balancers can probe it.
+
+Requests are batched across callers with ``@serve.batch`` (``max_ongoing_requests`` is kept
+>= ``max_batch_size``, else batches could never fill), the model runs in a worker thread so the
+replica keeps accepting and decoding requests meanwhile, and ``max_queued_requests`` makes the
+proxy answer 503 instead of queueing without bound. Bodies over ``max_request_bytes`` get 413
+before they are read in full. An API key (off by default) is compared in constant time.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the real `Request` type on the
+# endpoint methods, and Serve pickles this class by value, where string annotations do not resolve.
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from georay.data.images import ImageDecodeError
+from georay.predict.predictor import ModelSettings, Predictor
+from georay.serve.fetch import FetchError, fetch_url
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT_NAME = "GeoModel"
+# Fields of a prediction the API answers with (raw_text too: it is what the model said).
+RESPONSE_FIELDS = (
+    "country",
+    "country_code",
+    "city",
+    "lat",
+    "lon",
+    "h3",
+    "reasons",
+    "answered",
+    "resolution",
+    "raw_text",
+    "model",
+)
+
+
+@dataclass(kw_only=True)
+class ServeConfig(ModelSettings):
+    """Settings of ``georay serve`` and of the serve config's ``args``."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "HTTP bind address"})
+    port: int = field(default=8000, metadata={"help": "HTTP port"})
+    route_prefix: str = field(default="/", metadata={"help": "URL prefix of the app"})
+    app_name: str = field(default="georay", metadata={"help": "Serve application name"})
+    num_replicas: int = field(default=1, metadata={"help": "model replicas"})
+    num_cpus: float = field(default=1.0, metadata={"help": "CPUs per replica"})
+    num_gpus: float | None = field(
+        default=None, metadata={"help": "GPUs per replica (default: 1 if the cluster has GPUs)"}
+    )
+    max_batch_size: int = field(default=8, metadata={"help": "largest dynamic batch"})
+    batch_wait_timeout_s: float = field(
+        default=0.02, metadata={"help": "how long a batch waits to fill"}
+    )
+    max_ongoing_requests: int | None = field(
+        default=None,
+        metadata={"help": "requests in flight per replica (default: 2 * max_batch_size)"},
+    )
+    max_queued_requests: int = field(
+        default=64, metadata={"help": "queued requests before the proxy answers 503"}
+    )
+    max_request_bytes: int = field(
+        default=16 << 20, metadata={"help": "largest request body (413 beyond)"}
+    )
+    max_image_pixels: int = field(
+        default=40_000_000, metadata={"help": "largest image in pixels (413 beyond)"}
+    )
+    api_key_env: str | None = field(
+        default=None,
+        metadata={
+            "help": "name of an environment variable holding the API key; when set, requests "
+            "need 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (default: no auth)"
+        },
+    )
+    allow_url_fetch: bool = field(
+        default=False, metadata={"help": "accept image_url (public http(s) hosts only)"}
+    )
+    url_timeout_s: float = field(default=5.0, metadata={"help": "image URL fetch deadline"})
+    url_max_bytes: int = field(default=10 << 20, metadata={"help": "largest image URL body"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_ongoing_requests is None:
+            self.max_ongoing_requests = 2 * self.max_batch_size
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
+                f"({self.max_batch_size}): @serve.batch never exceeds max_ongoing_requests"
+            )
+        if self.num_replicas < 1:
+            raise ValueError(f"num_replicas must be >= 1, got {self.num_replicas}")
+        if self.max_request_bytes < 1024:
+            raise ValueError(f"max_request_bytes must be >= 1024, got {self.max_request_bytes}")
+        if not self.route_prefix.startswith("/"):
+            raise ValueError(f"route_prefix must start with '/', got {self.route_prefix!r}")
+
+
+class HTTPError(Exception):
+    """An answer to the client: status code and message (rendered as ``{"error": ...}``)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+api = FastAPI(title="georay", description="Where was this photo taken? (GeoReasoner on Ray)")
+
+
+@api.exception_handler(HTTPError)
+async def _http_error(request: Request, err: HTTPError) -> JSONResponse:
+    return JSONResponse({"error": err.message}, status_code=err.status)
+
+
+def _key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _b64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise HTTPError(422, "image_base64 must be a string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError(400, "image_base64 is not valid base64") from None
+
+
+def _data_url(url: str) -> bytes:
+    header, sep, data = url.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise HTTPError(400, "data: URLs must be base64 (data:image/...;base64,...)")
+    return _b64(data)
+
+
+def _env_key_digest(name: str | None) -> str | None:
+    """Digest of the API key in environment variable ``name``; None when auth is off."""
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if not key:
+        raise ValueError(f"api_key_env={name!r} but that environment variable is empty or unset")
+    return _key_digest(key)
+
+
+# Serve serializes the class when it is decorated: every helper it uses is defined above.
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress(api)
+class GeoModel:
+    """A replica: the predictor, request decoding and the batched model call."""
+
+    def __init__(self, settings: dict, api_key_sha256: str | None = None):
+        self.cfg = ServeConfig(**settings)
+        # One Serve batch is one generate() call.
+        self.predictor = Predictor(ModelSettings.of(settings, batch_size=self.cfg.max_batch_size))
+        self.api_key_sha256 = api_key_sha256 or _env_key_digest(self.cfg.api_key_env)
+        self._predict_batch.set_max_batch_size(self.cfg.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok", "model": self.predictor.model_id}
+
+    @api.post("/v1/geolocate")
+    async def geolocate(self, request: Request) -> dict:
+        self._authorize(request)
+        data = await self._image_bytes(request)
+        row = await self._predict_one(data)
+        return {k: row.get(k) for k in RESPONSE_FIELDS}
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> dict:
+        self._authorize(request)
+        payload = await self._json(request)
+        if payload.get("stream"):
+            raise HTTPError(400, "streaming is not supported; send stream=false")
+        data = await self._chat_image(payload)
+        row = await self._predict_one(data)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.predictor.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": row["raw_text"]},
+                    "finish_reason": "stop",
+                }
+            ],
+            "georay": {k: row.get(k) for k in RESPONSE_FIELDS},
+        }
+
+    # -- the batched model call -----------------------------------------------------------
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _predict_batch(self, images: list) -> list[dict]:
+        # In a thread: the event loop keeps accepting and decoding requests meanwhile.
+        return await asyncio.to_thread(self.predictor.predict, images)
+
+    async def _predict_one(self, data: bytes) -> dict:
+        try:
+            image = await asyncio.to_thread(
+                self.predictor.load_image, data, max_pixels=self.cfg.max_image_pixels
+            )
+        except ImageDecodeError as err:
+            status = 413 if err.reason.startswith("too many pixels") else 400
+            raise HTTPError(status, f"bad image: {err.reason}") from None
+        row = await self._predict_batch(image)
+        if row["status"] != "ok":
+            raise HTTPError(500, f"prediction failed: {row['error']}")
+        return row
+
+    # -- request parsing ------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        if self.api_key_sha256 is None:
+            return
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        # Compare digests in constant time: neither the key nor its length leaks by timing.
+        if given is None or not hmac.compare_digest(_key_digest(given), self.api_key_sha256):
+            raise HTTPError(401, "missing or invalid API key")
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.cfg.max_request_bytes
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            raise HTTPError(413, f"request body of {length} bytes is over the {limit}-byte limit")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # also bounds chunked bodies with no length
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        request._body = body  # later request.form()/json() read this instead of the stream
+        return body
+
+    async def _json(self, request: Request) -> dict:
+        body = await self._body(request)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise HTTPError(400, "request body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise HTTPError(400, "JSON body must be an object")
+        return payload
+
+    async def _image_bytes(self, request: Request) -> bytes:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            await self._body(request)
+            try:
+                form = await request.form()
+            except Exception as err:
+                raise HTTPError(400, f"malformed multipart body: {err}") from None
+            upload = form.get("image") or form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise HTTPError(422, "multipart body needs a file field 'image'")
+            return await upload.read()
+        if kind.startswith("image/") or kind == "application/octet-stream":
+            return await self._body(request)
+        if kind == "application/json":
+            payload = await self._json(request)
+            if payload.get("image_base64") is not None:
+                return _b64(payload["image_base64"])
+            if payload.get("image_url") is not None:
+                return await self._fetch(payload["image_url"])
+            raise HTTPError(422, "JSON body needs 'image_base64' or 'image_url'")
+        raise HTTPError(
+            415,
+            "send multipart/form-data (field 'image'), an image/* body, or JSON with "
+            f"'image_base64' or 'image_url' (got content type {kind or 'none'!r})",
+        )
+
+    async def _chat_image(self, payload: dict) -> bytes:
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise HTTPError(422, "'messages' must be a non-empty list")
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        content = users[-1].get("content") if users else None
+        parts = content if isinstance(content, list) else []
+        for part in parts:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                ref = part.get("image_url")
+                url = ref.get("url") if isinstance(ref, dict) else ref
+                if not isinstance(url, str):
+                    raise HTTPError(422, "image_url content part needs a 'url'")
+                if url.startswith("data:"):
+                    return _data_url(url)
+                return await self._fetch(url)
+        raise HTTPError(422, "the last user message needs an image_url content part")
+
+    async def _fetch(self, url: object) -> bytes:
+        if not self.cfg.allow_url_fetch:
+            raise HTTPError(400, "image_url fetching is disabled on this server; send the image")
+        if not isinstance(url, str):
+            raise HTTPError(422, "image_url must be a string")
+        try:
+            return await asyncio.to_thread(
+                fetch_url, url, max_bytes=self.cfg.url_max_bytes, timeout_s=self.cfg.url_timeout_s
+            )
+        except FetchError as err:
+            raise HTTPError(err.status, str(err)) from None
+
+
+def build_app(args: dict | ServeConfig):
+    """The Serve application; also the ``import_path`` target of the serve config YAML.
+
+    Parameters
+    ----------
+    args : dict or ServeConfig
+        :class:`ServeConfig` fields (the YAML's ``args``). The API key, if any, is read here
+        from ``api_key_env`` when that variable is set where the app is built; only its SHA-256
+        reaches the replicas (else each replica reads the variable itself).
+    """
+    import ray
+
+    cfg = args if isinstance(args, ServeConfig) else ServeConfig(**args)
+    key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+    num_gpus = cfg.num_gpus
+    if num_gpus is None:
+        num_gpus = 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) else 0.0
+    return GeoModel.options(
+        num_replicas=cfg.num_replicas,
+        max_ongoing_requests=cfg.max_ongoing_requests,
+        max_queued_requests=cfg.max_queued_requests,
+        ray_actor_options={"num_cpus": cfg.num_cpus, "num_gpus": num_gpus},
+    ).bind(asdict(cfg), _key_digest(key) if key else None)
+
+
+def run(cfg: ServeConfig, *, blocking: bool = True) -> None:
+    """Start Serve on ``cfg.host:cfg.port`` and deploy the app (``georay serve``)."""
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    log.info("georay API on http://%s:%d%s", cfg.host, cfg.port, cfg.route_prefix)
+    while blocking:
+        time.sleep(3600)
