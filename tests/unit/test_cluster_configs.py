@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import re
 import runpy
@@ -332,21 +331,28 @@ def test_serve_schema_check_rejects_a_broken_config():
         ServeDeploySchema.model_validate(config)
 
 
-def test_every_serve_import_path_imports():
+def test_every_serve_config_builds_its_application():
+    """Each import_path imports, its builder accepts the config's ``args``, and every deployment
+    the config overrides exists in the built app (what `serve deploy` checks, without Ray)."""
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve._private.build_app import build_app
+
     for name, config in _serve_configs():
         for app in config["applications"]:
-            module, _, attr = app["import_path"].partition(":")
-            if not attr:  # "pkg.module.attr" form
-                module, _, attr = module.rpartition(".")
             try:
-                target = importlib.import_module(module)
+                target = import_attr(app["import_path"])
             except ModuleNotFoundError as err:
                 if err.name and err.name.startswith("georay"):
-                    pytest.skip(f"{module} has not landed yet")
+                    pytest.skip(f"{app['import_path']} has not landed yet")
                 raise
-            for part in attr.split("."):
-                target = getattr(target, part)
-            assert target is not None, name
+            built = build_app(
+                call_user_app_builder_with_args_if_necessary(target, app.get("args") or {}),
+                name=app["name"],
+            )
+            have = {d.name for d in built.deployments}
+            for dep in app.get("deployments", []):
+                assert dep["name"] in have, (name, dep["name"], have)
 
 
 def test_rayservice_matches_the_packaged_serve_config():
@@ -406,3 +412,63 @@ def test_runtime_env_installs_nothing_and_is_valid():
     assert not {"pip", "uv", "conda", "container", "image_uri"} & set(env)
     RuntimeEnv(**env)  # raises on unknown or malformed fields
     assert ".git" in env["excludes"]
+
+
+# ---------------------------------------------------------------- cluster/README.md commands
+
+
+def _readme_commands() -> list[list[str]]:
+    """Shell commands of cluster/README.md's bash blocks (continuations joined, comments cut)."""
+    text = (CLUSTER / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    commands = []
+    for block in blocks:
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.split(" #", 1)[0].strip()
+            for part in re.split(r"&&|\|", line):
+                if part.strip():
+                    commands.append(shlex.split(part.replace("$W", "/w")))
+    return commands
+
+
+def test_readme_job_commands_parse_with_the_georay_cli():
+    from georay.cli import build_parser
+
+    parser = build_parser()
+    registered = set(parser._subparsers._group_actions[0].choices)
+    jobs = [c for c in _readme_commands() if c[:3] == ["ray", "job", "submit"]]
+    assert len(jobs) >= 6
+    missing = set()
+    for cmd in jobs:
+        entry = cmd[cmd.index("--") + 1 :]
+        assert entry[0] == "python" and entry[1].startswith("jobs/"), cmd
+        assert (REPO / entry[1]).is_file(), entry[1]
+        stage = Path(entry[1]).stem
+        if stage not in registered:
+            missing.add(stage)
+            continue
+        assert callable(parser.parse_args([stage, *entry[2:]]).func), cmd
+    if missing:
+        pytest.skip(f"not landed yet: georay {', '.join(sorted(missing))}")
+
+
+def test_readme_ray_commands_use_real_ray_cli_flags():
+    from ray.scripts.scripts import cli
+
+    checked = 0
+    for cmd in _readme_commands():
+        if cmd[0] != "ray":
+            continue
+        command, words = cli, cmd[1:]
+        while words and hasattr(command, "commands") and words[0] in command.commands:
+            command, words = command.commands[words[0]], words[1:]
+        assert not hasattr(command, "commands"), f"unknown ray subcommand in {cmd}"
+        if "--" in words:
+            words = words[: words.index("--")]
+        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        for word in words:
+            flag = word.split("=", 1)[0]
+            if flag.startswith("-"):
+                assert flag in known, f"`ray {command.name}` has no {flag}"
+        checked += 1
+    assert checked >= 10
