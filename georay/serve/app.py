@@ -42,25 +42,16 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from georay.data.images import ImageDecodeError
-from georay.predict.predictor import ModelSettings, Predictor
+from georay.predict.predictor import PREDICTION_FIELDS, ModelSettings, Predictor
 from georay.serve.fetch import FetchError, fetch_url
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "GeoModel"
-# Fields of a prediction the API answers with (raw_text too: it is what the model said).
-RESPONSE_FIELDS = (
-    "country",
-    "country_code",
-    "city",
-    "lat",
-    "lon",
-    "h3",
-    "reasons",
-    "answered",
-    "resolution",
-    "raw_text",
-    "model",
+# Fields of a prediction the API answers with (raw_text too: it is what the model said); status
+# and error become the HTTP status instead.
+RESPONSE_FIELDS = tuple(
+    f for f in PREDICTION_FIELDS if f not in ("answer_error", "status", "error")
 )
 
 
