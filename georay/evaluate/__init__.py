@@ -1,0 +1,8 @@
+"""Evaluation: the paper's per-level P/R/F1 plus the field's km accuracy, GeoScore and per-H3-cell
+tables, with a Markdown report and figures. No Ray here (see :mod:`georay.evaluate.score` for why
+one process with pyarrow/numpy is the right tool for this job).
+"""
+
+from georay.evaluate.evaluator import EvaluateConfig, evaluate
+
+__all__ = ["EvaluateConfig", "evaluate"]

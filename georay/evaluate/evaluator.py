@@ -1,0 +1,198 @@
+"""``evaluate(cfg)``: predictions + truth -> metrics.json, Parquet tables, plots, report.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import h3
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from georay.data.storage import filesystem_for, join_uri, write_bytes
+from georay.evaluate.inputs import PREDICTION_COLUMNS, TRUTH_COLUMNS, read_table
+from georay.evaluate.places import CITY_RADIUS_KM
+from georay.evaluate.score import NO_CELL, Scored, group_stats, score
+from georay.geo.gazetteer import get_gazetteer
+from georay.geo.metrics import CONVENTIONS, THRESHOLDS_KM, distance_metrics, level_metrics
+
+log = logging.getLogger(__name__)
+
+EVALUATE_CONVENTIONS = {
+    "join": "predictions joined to truth on image_id; a truth row without a prediction is "
+    "unanswered (a miss at every level and in every km figure); a prediction without a truth row "
+    "is counted in unmatched_predictions and written to unmatched_predictions.parquet; "
+    "duplicate image_ids keep their first row (counted)",
+    "prediction_rows": "a prediction counts as answered when its `answered` flag is not false and "
+    "its `status` is not other than 'ok' (absent columns impose nothing)",
+    "truth_completion": "a truth row without a country takes it from its coordinates "
+    "(country_of_coordinate); without a city, the most populous GeoNames place within "
+    f"{CITY_RADIUS_KM:g} km of it (not the nearest place: GeoNames lists city districts such as "
+    "'Zürich (Kreis 1)' as places), left unknown if that place is in another country; a truth row without coordinates is placed through its names like a "
+    "prediction (name_resolution); rows with no location at all are left out of the km figures",
+    "km_denominator": "acc_km, geoscore: all truth rows that have a location (given or resolved)",
+    "per_group_tables": "country_accuracy = correct / rows of the group (unanswered rows count "
+    "as wrong); median_km over answered rows; geoscore mean over all rows of the group",
+}
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of ``georay evaluate``."""
+
+    predictions: str = field(
+        metadata={"help": "predictions: Parquet/CSV/JSONL file or folder of Parquet parts"}
+    )
+    truth: str = field(metadata={"help": "ground truth (manifest-like: image_id, lat/lon and/or "
+                                 "country/city)"})  # fmt: skip
+    output: str = field(metadata={"help": "report folder (local or s3://)"})
+    h3_res: list[int] = field(
+        default_factory=lambda: [3, 5], metadata={"help": "H3 resolutions of the cell tables"}
+    )
+    plots: bool = field(default=True, metadata={"help": "draw the PNG figures"})
+    map_res: int | None = field(
+        default=None, metadata={"help": "H3 resolution drawn on the map (default: coarsest)"}
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.h3_res, (int, str)):
+            self.h3_res = [int(r) for r in str(self.h3_res).split(",")]
+        if not self.h3_res or any(not 0 <= int(r) <= 15 for r in self.h3_res):
+            raise ValueError(f"h3_res must be H3 resolutions in 0..15, got {self.h3_res}")
+        self.h3_res = sorted({int(r) for r in self.h3_res})
+        if self.map_res is not None and self.map_res not in self.h3_res:
+            raise ValueError(f"map_res {self.map_res} must be one of h3_res {self.h3_res}")
+
+
+def headline(scored: Scored) -> dict:
+    """The metrics.json figures (paper P/R/F1 per level, km accuracy, GeoScore, median/mean)."""
+    keep = ("n", "answered", "correct", "precision", "recall", "f1")
+    country = level_metrics(scored.country_correct, scored.country_answered, scored.country_known)
+    city = level_metrics(scored.city_correct, scored.city_answered, scored.city_known)
+    dist = distance_metrics(scored.distance_km[scored.located], THRESHOLDS_KM)
+    return {
+        "n": len(scored),
+        "country": {k: country[k] for k in keep},
+        "city": {k: city[k] for k in keep},
+        "acc_km": {f"{r:g}": dist[f"acc_{r:g}km"] for r in THRESHOLDS_KM},
+        "geoscore": dist["geoscore"],
+        "median_km": dist["median_km"],
+        "mean_km": dist["mean_km"],
+        "km_rows": dist["n"],
+        "located_predictions": dist["located"],
+    }
+
+
+def country_table(scored: Scored) -> pa.Table:
+    """Per true country: n, answered, accuracies, median km, GeoScore."""
+    gaz = get_gazetteer()
+    keys = np.where(scored.country_known, scored.true_country, "").astype(str)
+    stats = group_stats(keys, scored, scored.country_known)
+    names = [gaz.country_name(c) for c in stats["key"]]
+    return pa.table({"country": stats.pop("key"), "country_name": names, **stats})
+
+
+def cell_table(scored: Scored, res: int) -> pa.Table:
+    """Per H3 cell (of the true location) at ``res``: centre, n, accuracies, median km."""
+    cells = scored.cells[res]
+    stats = group_stats(cells, scored, cells != NO_CELL)
+    ids = [h3.int_to_str(int(c)) for c in stats.pop("key")]
+    centres = np.array([h3.cell_to_latlng(c) for c in ids]).reshape(-1, 2)
+    return pa.table({"cell": ids, "lat": centres[:, 0], "lon": centres[:, 1], **stats})
+
+
+def rows_table(scored: Scored) -> pa.Table:
+    """One row per truth row: what was compared and whether it was right."""
+    return pa.table(
+        {
+            "image_id": scored.image_id,
+            "true_country": scored.true_country,
+            "pred_country": scored.pred_country,
+            "country_correct": scored.country_correct,
+            "city_correct": scored.city_correct,
+            "answered": scored.country_answered,
+            "true_lat": scored.true_lat,
+            "true_lon": scored.true_lon,
+            "pred_lat": scored.pred_lat,
+            "pred_lon": scored.pred_lon,
+            "distance_km": scored.distance_km,
+        }
+    )
+
+
+def _write_parquet(table: pa.Table, uri: str) -> None:
+    fs, path = filesystem_for(uri)
+    if isinstance(fs, pafs.LocalFileSystem):  # pyarrow does not create local folders
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, path, filesystem=fs, compression="zstd")
+
+
+def _json_ready(value):
+    """NaN -> None and numpy scalars -> Python, so metrics.json is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """Score predictions against truth and write the report folder.
+
+    Writes ``metrics.json``, ``countries.parquet``, ``cells_res{R}.parquet`` for each
+    resolution, ``rows.parquet`` (per truth row), ``unmatched_predictions.parquet``,
+    ``report.md`` and the PNG figures into ``cfg.output``.
+
+    Returns
+    -------
+    dict
+        The metrics.json contents.
+    """
+    start = time.perf_counter()
+    truth = read_table(cfg.truth, TRUTH_COLUMNS)
+    predictions = read_table(cfg.predictions, PREDICTION_COLUMNS)
+    read_s = time.perf_counter() - start
+    scored, orphans = score(truth, predictions, get_gazetteer(), cfg.h3_res)
+    metrics = headline(scored)
+    metrics["inputs"] = {
+        "truth": cfg.truth,
+        "predictions": cfg.predictions,
+        "truth_rows": len(truth),
+        "prediction_rows": len(predictions),
+        **scored.counts,
+    }
+    tables = {"countries": country_table(scored)}
+    tables.update({f"cells_res{r}": cell_table(scored, r) for r in cfg.h3_res})
+    tables["rows"] = rows_table(scored)
+    tables["unmatched_predictions"] = orphans
+    for name, table in tables.items():
+        _write_parquet(table, join_uri(cfg.output, f"{name}.parquet"))
+    metrics["tables"] = {name: f"{name}.parquet" for name in tables}
+    figures: dict[str, str] = {}
+    if cfg.plots:
+        from georay.evaluate.plots import draw_all
+
+        figures = draw_all(scored, tables, cfg)
+    metrics["figures"] = figures
+    metrics["conventions"] = {**CONVENTIONS, **EVALUATE_CONVENTIONS, "h3_resolutions": cfg.h3_res}
+    metrics["timing_s"] = {"read": read_s, "total": time.perf_counter() - start}
+    metrics["config"] = asdict(cfg)
+    metrics = _json_ready(metrics)
+    write_bytes(join_uri(cfg.output, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    from georay.evaluate.report import render_report
+
+    write_bytes(join_uri(cfg.output, "report.md"), render_report(metrics, tables).encode())
+    log.info(
+        "evaluated %d truth rows in %.1f s: country F1 %.4f, city F1 %.4f, median %s km",
+        metrics["n"], metrics["timing_s"]["total"], metrics["country"]["f1"],
+        metrics["city"]["f1"], metrics["median_km"],
+    )  # fmt: skip
+    return metrics
