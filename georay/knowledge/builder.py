@@ -33,6 +33,7 @@ from georay.data.prompts import (
     reasoning_answer,
 )
 from georay.data.storage import join_uri, write_bytes
+from georay.evaluate.places import city_of_coordinates
 from georay.geo.gazetteer import Gazetteer, get_gazetteer
 from georay.knowledge.clues import Clue, Dropped, locate_clue, read_clues
 from georay.knowledge.sft import SftExample, write_sft
@@ -44,8 +45,9 @@ CONVENTIONS = {
     "(inputs normalized to ISO 3166-1 alpha-2 first: names, aliases, alpha-2/alpha-3 codes)",
     "clue_location": "kept when the clue has a known country label, or when its text names "
     "exactly one country (directly or via a city of >= min_city_population); label wins over text",
-    "stage2_city": "manifest 'city' column; where missing, the nearest GeoNames place to "
-    "(lat, lon) if it lies in the row's country",
+    "stage2_city": "manifest 'city' column; where missing, the most populous GeoNames place "
+    "within 10 km of (lat, lon) if it lies in the row's country (georay.evaluate.places, the "
+    "convention evaluation uses for truth without a city)",
     "held_out": "rows (and clues about images) whose manifest 'split' differs from the "
     "configured split are excluded, so evaluation images are never trained on",
 }
@@ -177,15 +179,15 @@ def location_examples(table: pa.Table, gazetteer: Gazetteer, cfg: KnowledgeConfi
     country = _column(table, "country").astype(object)
     city = _column(table, "city").astype(object)
     lat, lon = _column(table, "lat").astype(float), _column(table, "lon").astype(float)
-    need = (reason == None) & (np.equal(country, None) | np.equal(city, None))  # noqa: E711
-    if need.any():  # fill from coordinates: one vectorized nearest-place query
-        rev = gazetteer.reverse(lat[need], lon[need])
-        idx = np.flatnonzero(need)
-        no_country = np.equal(country[idx], None)
-        country[idx[no_country]] = rev.country_code[no_country]
-        same = np.equal(country[idx], rev.country_code)
-        fill_city = np.equal(city[idx], None) & same
-        city[idx[fill_city]] = rev.place[fill_city]
+    live = reason == None  # noqa: E711
+    no_country = np.flatnonzero(live & np.equal(country, None))
+    if len(no_country):  # country of a coordinate: the nearest GeoNames place (as evaluation)
+        country[no_country] = gazetteer.reverse(lat[no_country], lon[no_country]).country_code
+    no_city = np.flatnonzero(live & np.equal(city, None) & np.not_equal(country, None))
+    if len(no_city):  # the city a point is in, with the evaluator's convention
+        names, codes = city_of_coordinates(gazetteer, lat[no_city], lon[no_city])
+        same = codes == country[no_city]
+        city[no_city[same]] = names[same]
     drop(np.equal(country, None), "no_country")
     drop(np.equal(city, None), "no_city")
 
