@@ -51,3 +51,16 @@ def test_photo_on_s3_decodes_and_inspects(s3_bucket, shared_data):
     write_bytes(uri, data)
     assert decode_image(read_bytes(uri), (32, 24)).shape == (24, 32, 3)
     assert inspect_image(uri)["lon"] == pytest.approx(-122.6225, abs=1e-4)
+
+
+def test_synth_world_on_s3(s3_bucket):
+    from georay.data.synth import SynthConfig, generate_world
+
+    out = f"s3://{s3_bucket}/world"
+    generate_world(SynthConfig(out=out, n=4, countries=2, seed=3, corrupt=1, workers=1))
+    table = read_manifest(f"{out}/manifest.parquet")
+    assert table.num_rows == 5
+    first = table.column("uri")[0].as_py()
+    assert first.startswith(f"s3://{s3_bucket}/world/images/")
+    assert decode_image(read_bytes(first)).shape == (480, 640, 3)
+    assert len(read_bytes(f"{out}/clues.jsonl").splitlines()) == 4

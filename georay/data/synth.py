@@ -1,0 +1,416 @@
+"""The synthetic street-view world: a labelled, learnable stand-in for GSV imagery.
+
+``generate_world`` draws ``n`` views of ``countries`` real countries (the first K of a fixed,
+diverse list; coordinates jittered around each country's most populous real cities from the
+gazetteer), and writes, under ``out`` (local folder or ``s3://`` prefix)::
+
+    images/<image_id>.jpg   640x480 JPEGs (plus --corrupt broken files for robustness tests)
+    manifest.parquet        DESIGN manifest columns (uri relative to the manifest) + split, view,
+                            ade20k_fractions (exact class-area fractions, list<float32>[150])
+    clues.jsonl             one human-style reasoning clue per view: {image, text, country, city}
+    world.json              the countries, their cities and the cues that identify them
+
+Everything is a pure function of the config: each view draws from its own
+``default_rng([seed, index])``, JPEGs use a fixed quality and no metadata, JSON keys are sorted
+and Parquet is written without timestamps, so the same command gives byte-identical files
+(also with ``--workers``, since results are collected in order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from georay.data.ade20k import NUM_CLASSES
+from georay.data.images import encode_jpeg
+from georay.data.manifest import write_manifest
+from georay.data.storage import join_uri, write_bytes
+from georay.data.synth_draw import (
+    CITY_PANELS,
+    SKYLINES,
+    STYLES,
+    CountryStyle,
+    draw_low_locatability,
+    draw_street,
+    fractions,
+)
+
+SOURCE = "georay-synth"
+CORRUPT_KINDS = ("truncated", "zero_bytes", "not_an_image", "huge_header")
+_SHAPE_WORDS = {
+    "rect": "rectangular",
+    "wide": "wide rectangular",
+    "tall": "tall rectangular",
+    "circle": "round",
+    "triangle": "triangular",
+    "diamond": "diamond-shaped",
+    "octagon": "octagonal",
+}
+
+
+@dataclass
+class SynthConfig:
+    """Settings of ``georay synth``."""
+
+    out: str = field(metadata={"help": "output folder or s3:// prefix"})
+    n: int = field(default=200, metadata={"help": "number of (valid) views to draw"})
+    countries: int = field(
+        default=8, metadata={"help": f"number of countries, 1..{len(STYLES)} (fixed order)"}
+    )
+    seed: int = field(default=0, metadata={"help": "random seed; same seed, same bytes"})
+    width: int = field(default=640, metadata={"help": "image width in pixels"})
+    height: int = field(default=480, metadata={"help": "image height in pixels"})
+    low_locatability: float = field(
+        default=0.15, metadata={"help": "share of low-locatability views (sky, wall, vegetation)"}
+    )
+    corrupt: int = field(
+        default=0,
+        metadata={"help": "extra broken files (truncated, zero-byte, text, huge header)"},
+    )
+    test_share: float = field(
+        default=0.2, metadata={"help": "share of views in split 'test' (by a hash of image_id)"}
+    )
+    cities_per_country: int = field(
+        default=3, metadata={"help": f"cities per country, 1..{len(CITY_PANELS)}"}
+    )
+    jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality, 50..100"})
+    workers: int = field(
+        default=0, metadata={"help": "drawing processes; 0 = one per CPU, 1 = in this process"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError(f"n must be >= 0, got {self.n}")
+        if not 1 <= self.countries <= len(STYLES):
+            raise ValueError(f"countries must be in 1..{len(STYLES)}, got {self.countries}")
+        if self.width < 64 or self.height < 48:
+            raise ValueError(f"image size must be at least 64x48, got {self.width}x{self.height}")
+        if not 0.0 <= self.low_locatability <= 1.0:
+            raise ValueError(f"low_locatability must be in [0, 1], got {self.low_locatability}")
+        if not 0.0 <= self.test_share <= 1.0:
+            raise ValueError(f"test_share must be in [0, 1], got {self.test_share}")
+        if self.corrupt < 0:
+            raise ValueError(f"corrupt must be >= 0, got {self.corrupt}")
+        if not 1 <= self.cities_per_country <= len(CITY_PANELS):
+            raise ValueError(f"cities_per_country must be in 1..{len(CITY_PANELS)}")
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 50..100, got {self.jpeg_quality}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    lat: float
+    lon: float
+    population: int
+
+
+@dataclass(frozen=True)
+class Country:
+    style: CountryStyle
+    name: str
+    cities: tuple[City, ...]
+
+
+def build_world(countries: int, cities_per_country: int, min_sep_km: float = 50.0) -> list[Country]:
+    """The first ``countries`` styles with their most populous, well-separated real cities.
+
+    Cities closer than ``min_sep_km`` to a more populous pick are skipped, so boroughs of one
+    metropolis (Brooklyn next to New York City) do not count as separate cities.
+    """
+    from georay.geo.distance import haversine_km
+    from georay.geo.gazetteer import get_gazetteer
+
+    gaz = get_gazetteer()
+    world = []
+    for style in STYLES[:countries]:
+        picked: list[City] = []
+        for place in gaz.cities(style.code, limit=200):
+            if (
+                picked
+                and np.nanmin(
+                    haversine_km(
+                        place.lat, place.lon, [c.lat for c in picked], [c.lon for c in picked]
+                    )
+                )
+                < min_sep_km
+            ):
+                continue
+            picked.append(City(place.name, float(place.lat), float(place.lon), place.population))
+            if len(picked) == cities_per_country:
+                break
+        if len(picked) < cities_per_country:
+            raise ValueError(f"gazetteer has too few cities for {style.code}")
+        world.append(Country(style, gaz.country_name(style.code), tuple(picked)))
+    return world
+
+
+def split_of(image_id: str, test_share: float) -> str:
+    """``"test"`` or ``"train"``, stable for an id (hash, not position)."""
+    h = int.from_bytes(hashlib.blake2b(image_id.encode(), digest_size=8).digest(), "big")
+    return "test" if h / 2**64 < test_share else "train"
+
+
+def _near(city: City, rng: np.random.Generator) -> tuple[float, float]:
+    """A point within ~15 km of a city centre (most within 5 km)."""
+    r_km = min(abs(rng.normal(0.0, 4.0)), 15.0)
+    bearing = rng.uniform(0.0, 2 * math.pi)
+    lat = city.lat + r_km * math.cos(bearing) / 111.32
+    lon = city.lon + r_km * math.sin(bearing) / (111.32 * max(0.1, math.cos(math.radians(lat))))
+    return round(lat, 6), round((lon + 180.0) % 360.0 - 180.0, 6)
+
+
+def clue_text(country: Country, city_idx: int, low: bool, rng: np.random.Generator) -> str:
+    """A human-style reasoning clue naming the cues drawn in the view and a concrete place."""
+    s, city = country.style, country.cities[city_idx].name
+    if low:
+        options = [
+            f"Not much to go on: mostly sky, a {s.wall_desc} wall and {s.veg_desc}. Walls like "
+            f"that are common in {country.name}, so I'd guess {city}, with low confidence.",
+            f"Only a {s.wall_desc} wall and {s.veg_desc} are visible, no road or signs. That "
+            f"still hints at {country.name}; {city} is a guess.",
+        ]
+        return options[int(rng.integers(len(options)))]
+    panel = CITY_PANELS[city_idx % len(CITY_PANELS)][2]
+    skyline = SKYLINES[city_idx % len(SKYLINES)][2]
+    shape = _SHAPE_WORDS[s.sign_shape]
+    marking = s.marking_desc
+    options = [
+        f"{marking[0].upper() + marking[1:]} and {s.wall_desc} buildings with {s.roof_desc} roofs "
+        f"like these are typical of {country.name}; the {panel} {shape} sign with {s.script_desc} "
+        f"lettering and the {skyline} point to {city}.",
+        f"This looks like {country.name}: {s.veg_desc}, {s.wall_desc} facades and {marking}. A "
+        f"{panel} {shape} sign written in {s.script_desc} among {skyline} suggests {city}.",
+        f"I'd say {city}, {country.name}. {shape[0].upper() + shape[1:]} signs with "
+        f"{s.script_desc} writing and {marking} give the country away, and a {panel} sign panel "
+        f"with {skyline} fits {city}.",
+        f"{s.wall_desc[0].upper() + s.wall_desc[1:]} walls, {s.roof_desc} roofs and "
+        f"{s.veg_desc} are what you see in {country.name}. The {s.script_desc} text on the "
+        f"{panel} {shape} sign and the {skyline} narrow it down to {city}.",
+    ]
+    return options[int(rng.integers(len(options)))]
+
+
+def _draw_one(task: tuple) -> tuple[bytes, np.ndarray]:
+    """Draw and encode one view (module level so a process pool can run it)."""
+    seed, index, style_idx, city_idx, low, width, height, quality = task
+    rng = np.random.default_rng([seed, index, 1])
+    style = STYLES[style_idx]
+    if low:
+        pixels, labels = draw_low_locatability(style, width, height, rng)
+    else:
+        pixels, labels = draw_street(style, city_idx, width, height, rng)
+    return encode_jpeg(pixels, quality), fractions(labels)
+
+
+def _corrupt_bytes(kind: str, good_jpeg: bytes) -> bytes:
+    if kind == "truncated":
+        return good_jpeg[: len(good_jpeg) // 3]
+    if kind == "zero_bytes":
+        return b""
+    if kind == "not_an_image":
+        return b"This is a text file with a .jpg name, not an image.\n"
+    # huge_header: a valid tiny JPEG whose frame header claims 60000 x 60000 pixels (3.6
+    # gigapixels): decoders must refuse it from the header instead of allocating.
+    tiny = bytearray(encode_jpeg(np.zeros((8, 8, 3), np.uint8), 75))
+    sof = tiny.find(b"\xff\xc0")
+    tiny[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
+    return bytes(tiny)
+
+
+def _map(tasks: list[tuple], workers: int, progress: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress)
+    if workers == 1 or len(tasks) < 64:
+        for task in tasks:
+            yield _draw_one(task)
+            bar.update()
+    else:
+        import multiprocessing as mp
+
+        # spawn: safe next to threads (pyarrow, tqdm) that fork would copy mid-flight.
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for result in pool.imap(_draw_one, tasks, chunksize=16):
+                yield result
+                bar.update()
+    bar.close()
+
+
+def generate_world(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
+    """Draw the world described by ``cfg`` and write it under ``cfg.out``.
+
+    Returns
+    -------
+    dict
+        Summary: out, images, corrupt, countries (codes), low_locatability (count), train, test.
+    """
+    world = build_world(cfg.countries, cfg.cities_per_country)
+    k = len(world)
+    # Balanced countries: index i gets country perm[i] (an even share each, shuffled).
+    assign = np.random.default_rng([cfg.seed, 0]).permutation(np.arange(cfg.n) % k)
+    rows: dict[str, list] = {c: [] for c in ("image_id", "uri", "lat", "lon", "country", "city")}
+    extra: dict[str, list] = {"split": [], "view": [], "ade20k_fractions": []}
+    tasks, clues = [], []
+    for i in range(cfg.n):
+        rng = np.random.default_rng([cfg.seed, i, 0])
+        ci = int(assign[i])
+        country = world[ci]
+        city_idx = int(rng.integers(len(country.cities)))
+        low = bool(rng.random() < cfg.low_locatability)
+        lat, lon = _near(country.cities[city_idx], rng)
+        image_id = f"synth-s{cfg.seed}-{i:06d}"
+        rel = f"images/{image_id}.jpg"
+        for key, value in zip(
+            rows,
+            (image_id, rel, lat, lon, country.style.code, country.cities[city_idx].name),
+            strict=True,
+        ):
+            rows[key].append(value)
+        extra["split"].append(split_of(image_id, cfg.test_share))
+        extra["view"].append("low_locatability" if low else "street")
+        text = clue_text(country, city_idx, low, rng)
+        clues.append(
+            {
+                "image": rel,
+                "text": text,
+                "country": country.name,
+                "city": country.cities[city_idx].name,
+            }
+        )
+        tasks.append(
+            (
+                cfg.seed,
+                i,
+                STYLES.index(country.style),
+                city_idx,
+                low,
+                cfg.width,
+                cfg.height,
+                cfg.jpeg_quality,
+            )
+        )
+
+    workers = cfg.workers or (os.cpu_count() or 1)
+    first_jpeg = b""
+    for i, (jpeg, frac) in enumerate(_map(tasks, workers, progress)):
+        write_bytes(join_uri(cfg.out, rows["uri"][i]), jpeg)
+        extra["ade20k_fractions"].append(frac)
+        first_jpeg = first_jpeg or jpeg
+
+    if cfg.corrupt and not first_jpeg:
+        first_jpeg = _draw_one(
+            (cfg.seed, -1, 0, 0, False, cfg.width, cfg.height, cfg.jpeg_quality)
+        )[0]
+    for j in range(cfg.corrupt):
+        kind = CORRUPT_KINDS[j % len(CORRUPT_KINDS)]
+        country = world[j % k]
+        image_id = f"synth-s{cfg.seed}-corrupt-{j:03d}-{kind}"
+        rel = f"images/{image_id}.jpg"
+        write_bytes(join_uri(cfg.out, rel), _corrupt_bytes(kind, first_jpeg))
+        lat, lon = _near(country.cities[0], np.random.default_rng([cfg.seed, j, 2]))
+        for key, value in zip(
+            rows,
+            (image_id, rel, lat, lon, country.style.code, country.cities[0].name),
+            strict=True,
+        ):
+            rows[key].append(value)
+        extra["split"].append(split_of(image_id, cfg.test_share))
+        extra["view"].append("corrupt")
+        extra["ade20k_fractions"].append(None)
+
+    table = pa.table(
+        {
+            **{
+                k: pa.array(v, pa.float64() if k in ("lat", "lon") else pa.string())
+                for k, v in rows.items()
+            },
+            "source": pa.array([SOURCE] * len(rows["image_id"]), pa.string()),
+            "split": pa.array(extra["split"], pa.string()),
+            "view": pa.array(extra["view"], pa.string()),
+            "ade20k_fractions": pa.array(
+                [None if f is None else f.tolist() for f in extra["ade20k_fractions"]],
+                pa.list_(pa.float32()),
+            ),
+        }
+    )
+    write_manifest(table, join_uri(cfg.out, "manifest.parquet"))
+    write_bytes(
+        join_uri(cfg.out, "clues.jsonl"),
+        "".join(json.dumps(c, ensure_ascii=False, sort_keys=True) + "\n" for c in clues).encode(),
+    )
+    write_bytes(join_uri(cfg.out, "world.json"), _world_json(cfg, world).encode())
+    n_low = sum(v == "low_locatability" for v in extra["view"])
+    n_test = sum(s == "test" for s in extra["split"])
+    return {
+        "out": cfg.out,
+        "images": cfg.n,
+        "corrupt": cfg.corrupt,
+        "countries": [c.style.code for c in world],
+        "low_locatability": n_low,
+        "train": len(extra["split"]) - n_test,
+        "test": n_test,
+    }
+
+
+def _world_json(cfg: SynthConfig, world: list[Country]) -> str:
+    countries = []
+    for c in world:
+        s = c.style
+        countries.append(
+            {
+                "code": s.code,
+                "name": c.name,
+                "cues": {
+                    "walls": s.wall_desc,
+                    "roofs": s.roof_desc,
+                    "road_markings": s.marking_desc,
+                    "sign_shape": _SHAPE_WORDS[s.sign_shape],
+                    "script": s.script_desc,
+                    "vegetation": s.veg_desc,
+                    "traffic_lights": s.traffic_lights,
+                    "fences": s.fences,
+                },
+                "cities": [
+                    {
+                        "name": city.name,
+                        "lat": city.lat,
+                        "lon": city.lon,
+                        "population": int(city.population),
+                        "sign_panel": CITY_PANELS[i][2],
+                        "skyline": SKYLINES[i][2],
+                    }
+                    for i, city in enumerate(c.cities)
+                ],
+            }
+        )
+    doc = {
+        "generator": "georay synth",
+        "config": {
+            k: getattr(cfg, k)
+            for k in (
+                "n",
+                "countries",
+                "seed",
+                "width",
+                "height",
+                "low_locatability",
+                "corrupt",
+                "test_share",
+                "cities_per_country",
+                "jpeg_quality",
+            )
+        },
+        "num_classes": NUM_CLASSES,
+        "countries": countries,
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=2) + "\n"

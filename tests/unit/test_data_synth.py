@@ -1,0 +1,167 @@
+"""The synthetic world: valid manifest, exact fractions, determinism, corrupt files, clues."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from georay.cli import main
+from georay.data.ade20k import NUM_CLASSES, locatability
+from georay.data.images import ImageDecodeError, decode_image
+from georay.data.manifest import read_manifest
+from georay.data.synth import SynthConfig, generate_world, split_of
+
+# The fixed country order: every 8-country world uses these.
+FIRST_EIGHT = {"JP", "BR", "FR", "US", "IN", "ZA", "RU", "AU"}
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world") / "w"
+    # Through the CLI, as users run it.
+    rc = main(
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--n",
+            "200",
+            "--countries",
+            "8",
+            "--seed",
+            "0",
+            "--corrupt",
+            "4",
+            "--workers",
+            "1",
+        ]
+    )
+    assert rc == 0
+    return out
+
+
+def test_manifest_is_valid_and_complete(world):
+    table = read_manifest(str(world / "manifest.parquet"))
+    assert table.num_rows == 204
+    assert len(set(table.column("image_id").to_pylist())) == 204
+    assert set(table.column("country").to_pylist()) == FIRST_EIGHT
+    assert all(Path(u).is_file() for u in table.column("uri").to_pylist())
+    assert len(list((world / "images").glob("*.jpg"))) == 204
+    # Coordinates lie near the recorded real city.
+    from georay.geo.gazetteer import get_gazetteer
+
+    streets = table.filter(pc.not_equal(table["view"], "corrupt"))
+    rev = get_gazetteer().reverse(streets["lat"].to_numpy(), streets["lon"].to_numpy())
+    assert (rev.country_code == np.array(streets["country"].to_pylist())).mean() > 0.95
+    splits = streets["split"].to_pylist()
+    assert set(splits) == {"train", "test"} and 0.1 < splits.count("test") / len(splits) < 0.3
+    assert splits == [split_of(i, 0.2) for i in streets["image_id"].to_pylist()]
+
+
+def test_fractions_are_exact_and_teacher_separates_views(world):
+    table = read_manifest(str(world / "manifest.parquet"))
+    streets = table.filter(pc.not_equal(table["view"], "corrupt"))
+    fr = np.array(streets["ade20k_fractions"].to_pylist(), dtype=np.float64)
+    assert fr.shape == (200, NUM_CLASSES)
+    np.testing.assert_allclose(fr.sum(1), 1.0, atol=1e-5)
+    score = locatability(fr)
+    view = np.array(streets["view"].to_pylist())
+    low, street = score[view == "low_locatability"], score[view == "street"]
+    assert 10 < len(low) < 60  # default share 0.15
+    assert street.mean() > 0.4 > low.max()
+    assert street.min() > low.max()
+
+
+def test_rerun_in_another_folder_is_byte_identical(world, tmp_path):
+    cfg = SynthConfig(
+        out=str(tmp_path / "again"), n=200, countries=8, seed=0, corrupt=4, workers=2
+    )  # also: a process pool must not change the bytes
+    summary = generate_world(cfg)
+    assert summary["images"] == 200 and summary["corrupt"] == 4
+    assert _digest(tmp_path / "again") == _digest(world)
+
+
+def test_other_seed_differs_but_keeps_countries(world, tmp_path):
+    generate_world(SynthConfig(out=str(tmp_path / "s1"), n=16, countries=8, seed=1, workers=1))
+    other = read_manifest(str(tmp_path / "s1" / "manifest.parquet"))
+    assert set(other.column("country").to_pylist()) <= FIRST_EIGHT
+    first = (tmp_path / "s1" / "images" / "synth-s1-000000.jpg").read_bytes()
+    assert first != (world / "images" / "synth-s0-000000.jpg").read_bytes()
+
+
+def test_corrupt_files_fail_to_decode_and_good_ones_decode(world):
+    table = read_manifest(str(world / "manifest.parquet"))
+    views = table.column("view").to_pylist()
+    uris = table.column("uri").to_pylist()
+    corrupt = [u for u, v in zip(uris, views, strict=True) if v == "corrupt"]
+    assert {Path(u).stem.split("-")[-1] for u in corrupt} == {
+        "truncated",
+        "zero_bytes",
+        "not_an_image",
+        "huge_header",
+    }
+    for uri in corrupt:
+        with pytest.raises(ImageDecodeError):
+            decode_image(Path(uri).read_bytes(), (56, 56))
+    assert decode_image(Path(uris[0]).read_bytes(), (56, 56)).shape == (56, 56, 3)
+    assert decode_image(Path(uris[0]).read_bytes()).shape == (480, 640, 3)
+
+
+def test_clues_and_world_json(world):
+    table = read_manifest(str(world / "manifest.parquet"), resolve_uris=False)
+    clues = [json.loads(x) for x in (world / "clues.jsonl").read_text().splitlines()]
+    assert len(clues) == 200
+    doc = json.loads((world / "world.json").read_text())
+    names = {c["code"]: c["name"] for c in doc["countries"]}
+    by_image = dict(
+        zip(
+            table["uri"].to_pylist(),
+            zip(table["country"].to_pylist(), table["city"].to_pylist(), strict=True),
+            strict=True,
+        )
+    )
+    for clue in clues:
+        assert set(clue) == {"image", "text", "country", "city"}
+        code, city = by_image[clue["image"]]
+        assert clue["country"] == names[code] and clue["city"] == city
+        assert city in clue["text"] and names[code] in clue["text"]
+    assert all(len(c["cities"]) == 3 and c["cues"]["script"] for c in doc["countries"])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="countries must be in 1..16"):
+        SynthConfig(out="x", countries=17)
+    with pytest.raises(ValueError, match="low_locatability"):
+        SynthConfig(out="x", low_locatability=1.5)
+
+
+def test_inspect_cli_prints_published_coordinates(shared_data, world, capsys):
+    rc = main(
+        [
+            "inspect",
+            str(shared_data / "photos"),
+            str(world / "images" / "synth-s0-corrupt-001-zero_bytes.jpg"),
+        ]
+    )
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    got = {Path(x["file"]).name: x for x in lines}
+    assert got["goexif_sample1.jpg"]["lat"] == pytest.approx(39.915556, abs=1e-4)
+    assert got["goexif_geodegrees_as_string.jpg"]["lon"] == pytest.approx(11.182857, abs=1e-4)
+    assert got["npm-exif_test1.jpg"]["lon"] == pytest.approx(-122.6225, abs=1e-4)
+    assert got["npm-exif_test2.jpg"]["lat"] == pytest.approx(37.814667, abs=1e-4)
+    assert got["synth-s0-corrupt-001-zero_bytes.jpg"]["error"].startswith("empty file")
+    assert main(["inspect", str(world / "images" / "synth-s0-corrupt-001-zero_bytes.jpg")]) == 1
