@@ -87,6 +87,9 @@ class PredictConfig(ModelSettings):
     load_cpus: float = field(
         default=0.5, metadata={"help": "CPUs per read+decode task (beside the model actors)"}
     )
+    block_rows: int = field(
+        default=256, metadata={"help": "input rows per block (the unit of scheduling)"}
+    )
     rows_per_part: int = field(default=1024, metadata={"help": "rows per committed part file"})
     max_file_bytes: int = field(default=64 << 20, metadata={"help": "larger files are errors"})
     max_image_pixels: int = field(
@@ -101,6 +104,8 @@ class PredictConfig(ModelSettings):
             raise ValueError(f"num_actors must be >= 1, got {self.num_actors}")
         if self.load_cpus <= 0:
             raise ValueError(f"load_cpus must be > 0, got {self.load_cpus}")
+        if self.block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {self.block_rows}")
         if self.rows_per_part < 1:
             raise ValueError(f"rows_per_part must be >= 1, got {self.rows_per_part}")
 
@@ -208,7 +213,7 @@ def predict(cfg: PredictConfig) -> dict:
     done = writer.done_ids()
     if len(done):
         log.info("resuming: %d rows already committed under %s", len(done), cfg.output)
-    ds = pl.read_input(cfg.input, done_ids=done)
+    ds = pl.read_input(cfg.input, done_ids=done, block_rows=cfg.block_rows)
     ds = ds.map_batches(
         load_stage,
         batch_format="numpy",
