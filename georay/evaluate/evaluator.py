@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import h3
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -52,6 +53,10 @@ class EvaluateConfig:
     output: str = field(metadata={"help": "report folder (local or s3://)"})
     h3_res: list[int] = field(
         default_factory=lambda: [3, 5], metadata={"help": "H3 resolutions of the cell tables"}
+    )
+    split: str = field(
+        default="",
+        metadata={"help": "score only truth rows of this split (truth 'split' column); '' = all"},
     )
     plots: bool = field(default=True, metadata={"help": "draw the PNG figures"})
     map_res: int | None = field(
@@ -158,6 +163,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     """
     start = time.perf_counter()
     truth = read_table(cfg.truth, TRUTH_COLUMNS)
+    truth_rows = len(truth)
+    if cfg.split:
+        if truth["split"].null_count == len(truth):
+            raise ValueError(f"--split {cfg.split!r} given but {cfg.truth} has no 'split' column")
+        truth = truth.filter(pc.fill_null(pc.equal(truth["split"], cfg.split), False))
     predictions = read_table(cfg.predictions, PREDICTION_COLUMNS)
     read_s = time.perf_counter() - start
     scored, orphans = score(truth, predictions, get_gazetteer(), cfg.h3_res)
@@ -165,7 +175,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     metrics["inputs"] = {
         "truth": cfg.truth,
         "predictions": cfg.predictions,
-        "truth_rows": len(truth),
+        "truth_rows": truth_rows,
+        "truth_rows_in_split": len(truth),
         "prediction_rows": len(predictions),
         **scored.counts,
     }

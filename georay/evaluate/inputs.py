@@ -26,9 +26,10 @@ TRUTH_COLUMNS = {
     "lon": pa.float64(),
     "country": pa.string(),
     "city": pa.string(),
+    "split": pa.string(),
 }
 PREDICTION_COLUMNS = {
-    **TRUTH_COLUMNS,
+    **{k: v for k, v in TRUTH_COLUMNS.items() if k != "split"},
     "country_code": pa.string(),
     "answered": pa.bool_(),
     "status": pa.string(),

@@ -36,10 +36,12 @@ def _group_rows(table: pa.Table, key_columns: list[str], limit: int) -> list[lis
 def render_report(metrics: dict, tables: dict[str, pa.Table], top: int = 20) -> str:
     """Markdown report of one evaluation (figures are linked by relative file name)."""
     m, inputs = metrics, metrics["inputs"]
+    split = (m.get("config") or {}).get("split")
+    in_split = f", {inputs['truth_rows_in_split']:,} in split '{split}'" if split else ""
     out = [
         "# georay evaluation report",
         "",
-        f"Truth: `{inputs['truth']}` ({inputs['truth_rows']:,} rows). "
+        f"Truth: `{inputs['truth']}` ({inputs['truth_rows']:,} rows{in_split}). "
         f"Predictions: `{inputs['predictions']}` ({inputs['prediction_rows']:,} rows).",
         f"Scored rows: **{m['n']:,}**; without a prediction (unanswered): "
         f"{inputs['truth_without_prediction']:,}; predictions without a truth row: "

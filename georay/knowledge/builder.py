@@ -133,7 +133,8 @@ def reasoning_examples(
     dupes: set[tuple[str, str]] = set()
     for clue in clues:
         if held_out and any(k in held_out for k in _image_keys(clue.image)):
-            dropped.append(Dropped("clues", clue.id, clue.image, "held_out_split", cfg.split))
+            why = f"the manifest puts this image in another split than {cfg.split!r}"
+            dropped.append(Dropped("clues", clue.id, clue.image, "held_out_split", why))
             continue
         key = (clue.image, " ".join(clue.text.split()))
         if key in dupes:
