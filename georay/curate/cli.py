@@ -10,10 +10,14 @@ from georay.curate.config import FitConfig, ScoreConfig
 
 
 def _init_ray() -> None:
+    """Join the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``; ``auto`` finds a
+    ``ray start`` cluster on this machine), else start a private local instance."""
+    import os
+
     import ray
 
     if not ray.is_initialized():
-        ray.init()  # RAY_ADDRESS (e.g. under `ray job submit`) or a local instance
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
