@@ -57,13 +57,14 @@ class Scored:
         return len(self.image_id)
 
 
-def _first_rows(table: pa.Table) -> tuple[pa.Table, int]:
-    """Keep the first row of each image_id; return the table and how many rows were dropped."""
-    ids = table["image_id"].combine_chunks().dictionary_encode()
+def _first_rows(table: pa.Table) -> tuple[pa.Table, int, int]:
+    """Keep the first row of each image_id; return the table, the number of rows without an
+    image_id and the number of duplicate rows left out."""
+    valid = table.filter(pc.is_valid(table["image_id"]))
+    ids = valid["image_id"].combine_chunks().dictionary_encode()
     _, first = np.unique(ids.indices.to_numpy(zero_copy_only=False), return_index=True)
-    if len(first) == len(table):
-        return table, 0
-    return table.take(pa.array(np.sort(first))), len(table) - len(first)
+    no_id, dupes = len(table) - len(valid), len(valid) - len(first)
+    return (valid.take(pa.array(np.sort(first))) if dupes else valid), no_id, dupes
 
 
 def _decode(column: pa.ChunkedArray | pa.Array, fn) -> np.ndarray:
@@ -156,8 +157,8 @@ def score(
     (Scored, pyarrow.Table)
         The scored truth rows, and the predictions whose ``image_id`` has no truth row.
     """
-    truth, truth_dupes = _first_rows(truth)
-    predictions, pred_dupes = _first_rows(predictions)
+    truth, truth_no_id, truth_dupes = _first_rows(truth)
+    predictions, pred_no_id, pred_dupes = _first_rows(predictions)
     n = len(truth)
     pos = pc.index_in(truth["image_id"], value_set=predictions["image_id"].combine_chunks())
     matched = pc.is_valid(pos).to_numpy(zero_copy_only=False)
@@ -179,8 +180,14 @@ def score(
     tlat = truth["lat"].to_numpy(zero_copy_only=False).astype(np.float64)
     tlon = truth["lon"].to_numpy(zero_copy_only=False).astype(np.float64)
     has_xy = np.isfinite(tlat) & np.isfinite(tlon)
-    counts = {"truth_duplicates": truth_dupes, "prediction_duplicates": pred_dupes,
-              "unmatched_predictions": len(orphans), "truth_without_prediction": int(n - matched.sum())}  # fmt: skip
+    counts = {
+        "truth_duplicates": truth_dupes,
+        "prediction_duplicates": pred_dupes,
+        "truth_without_image_id": truth_no_id,
+        "predictions_without_image_id": pred_no_id,
+        "unmatched_predictions": len(orphans),
+        "truth_without_prediction": int(n - matched.sum()),
+    }
 
     # Complete the truth: country and city from coordinates; coordinates from names.
     true_city = truth["city"].combine_chunks()
