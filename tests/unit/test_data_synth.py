@@ -165,3 +165,23 @@ def test_inspect_cli_prints_published_coordinates(shared_data, world, capsys):
     assert got["npm-exif_test2.jpg"]["lat"] == pytest.approx(37.814667, abs=1e-4)
     assert got["synth-s0-corrupt-001-zero_bytes.jpg"]["error"].startswith("empty file")
     assert main(["inspect", str(world / "images" / "synth-s0-corrupt-001-zero_bytes.jpg")]) == 1
+
+
+def test_country_is_learnable_from_small_pixels(world):
+    """A linear (ridge) classifier on 16x12-pixel thumbnails, trained on the train split, names
+    the country of held-out street views: the cues survive the downscale a tiny VLM sees."""
+    from georay.data.storage import read_bytes
+
+    table = read_manifest(str(world / "manifest.parquet"))
+    table = table.filter(pc.equal(table["view"], "street"))
+    x = np.stack(
+        [decode_image(read_bytes(u), (16, 12)).ravel() / 255.0 for u in table["uri"].to_pylist()]
+    )
+    y = np.array(table["country"].to_pylist())
+    test = np.array(table["split"].to_pylist()) == "test"
+    classes = np.unique(y)
+    onehot = (y[:, None] == classes[None]).astype(np.float64)
+    a = x[~test]
+    w = np.linalg.solve(a.T @ a + 1.0 * np.eye(a.shape[1]), a.T @ onehot[~test])
+    accuracy = (classes[(x[test] @ w).argmax(1)] == y[test]).mean()
+    assert accuracy > 0.8, accuracy
