@@ -62,6 +62,17 @@ def _basemap(ax: plt.Axes, extent: tuple[float, float, float, float]) -> None:
     ax.grid(color="white", linewidth=0.4, zorder=0)
 
 
+def _error_norm(cells: pa.Table) -> LogNorm:
+    """Log colour scale over the decades the medians span (1 km .. 20,000 km at most)."""
+    med = np.asarray(cells["median_km"].to_numpy(zero_copy_only=False), dtype=float)
+    med = med[np.isfinite(med) & (med > 0)]
+    if not len(med):
+        return LogNorm(1, 20000)
+    low = 10 ** np.floor(np.log10(max(med.min(), 1.0)))
+    high = min(10 ** np.ceil(np.log10(max(med.max(), low * 10))), 20000)
+    return LogNorm(low, max(high, low * 10))
+
+
 def _cell_polygon(cell: str) -> np.ndarray:
     ring = np.array([(lon, lat) for lat, lon in h3.cell_to_boundary(cell)])
     if np.ptp(ring[:, 0]) > 180:  # crosses the antimeridian: draw it on the east side
@@ -82,7 +93,7 @@ def cell_map(cells: pa.Table, res: int, n_images: int) -> bytes:
     as_markers = extent[1] - extent[0] > 60
     panels = [
         ("country_accuracy", "country accuracy", plt.get_cmap(ACCURACY_CMAP), Normalize(0, 1)),
-        ("median_km", "median error (km)", plt.get_cmap(ERROR_CMAP), LogNorm(1, 20000)),
+        ("median_km", "median error (km)", plt.get_cmap(ERROR_CMAP), _error_norm(cells)),
     ]
     aspect = (extent[3] - extent[2]) / (extent[1] - extent[0])
     fig, axes = plt.subplots(2, 1, figsize=(12, 2 * (10.5 * aspect + 1.0)), layout="constrained")
