@@ -2,9 +2,10 @@
 
 ``s3://bucket/key`` URIs get a :class:`pyarrow.fs.S3FileSystem` configured from the standard AWS
 chain (credentials, region) plus ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for S3-compatible
-stores (MinIO, Ceph, moto in tests). The endpoint is passed explicitly as ``endpoint_override`` and
-``scheme`` so the behaviour does not depend on which AWS SDK version pyarrow bundles. Everything
-else is a local path (``file://`` accepted).
+stores (MinIO, Ceph, moto in tests). The endpoint is passed explicitly as ``endpoint_override``
+and ``scheme``: pyarrow 26's S3FileSystem ignores ``AWS_ENDPOINT_URL`` (checked against a moto
+server: it tries the default AWS host instead), while boto3 honours it. Everything else is a
+local path (``file://`` accepted).
 """
 
 from __future__ import annotations

@@ -112,3 +112,10 @@ def test_local_storage(tmp_path):
     files = list_files(str(tmp_path / "d"), (".jpg", ".png"))
     assert files == [str(tmp_path / "d" / "e" / "y.png"), str(tmp_path / "d" / "x.JPG")]
     assert read_bytes(f"file://{tmp_path}/d/e/y.png") == b"22"
+
+
+def test_minimal_csv_keeps_ids_as_strings(tmp_path):
+    (tmp_path / "m.csv").write_text("image_id,uri\n001,a.jpg\n002,s3://b/c.jpg\n")
+    table = read_manifest(str(tmp_path / "m.csv"))
+    assert table.column("image_id").to_pylist() == ["001", "002"]
+    assert table.column("lat").null_count == 2
