@@ -23,16 +23,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
-from georay.data.manifest import read_manifest
+from georay.data.manifest import read_manifest, validate_manifest
 from georay.data.prompts import (
     LOCATION_QUESTION,
     REASONING_QUESTION,
     location_answer,
     reasoning_answer,
 )
-from georay.data.storage import join_uri, write_bytes
+from georay.data.storage import filesystem_for, join_uri, write_bytes
 from georay.evaluate.places import city_of_coordinates
 from georay.geo.gazetteer import Gazetteer, get_gazetteer
 from georay.knowledge.clues import Clue, Dropped, locate_clue, read_clues
@@ -64,7 +66,18 @@ class KnowledgeConfig:
     )
     manifest: str | None = field(
         default=None,
-        metadata={"help": "curated manifest/scores table (Parquet/CSV/JSONL) for stage 2"},
+        metadata={
+            "help": "curated views for stage 2: a manifest file (Parquet/CSV/JSONL) or a folder "
+            "of Parquet parts (curate's curated/ or scores/ output)"
+        },
+    )
+    splits: str | None = field(
+        default=None,
+        metadata={
+            "help": "table with image_id/uri + split (e.g. the full world manifest); clues on "
+            "images outside --split are dropped. Default: --manifest (a curated subset may "
+            "lack the held-out views it filtered out, so pass the full manifest)"
+        },
     )
     split: str = field(
         default="train",
@@ -88,6 +101,15 @@ class KnowledgeConfig:
             raise ValueError(f"min_city_population must be >= 0, got {self.min_city_population}")
         if self.min_locatability is not None and not 0.0 <= self.min_locatability <= 1.0:
             raise ValueError(f"min_locatability must be in [0, 1], got {self.min_locatability}")
+
+
+def read_views(uri: str) -> pa.Table:
+    """A manifest file, or a folder/prefix of Parquet parts (curate's output), validated."""
+    fs, path = filesystem_for(uri)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return read_manifest(uri)
+    # Parts written by georay.pipeline carry absolute URIs already (read_manifest resolved them).
+    return validate_manifest(pads.dataset(path, filesystem=fs, format="parquet").to_table())
 
 
 def _held_out(manifest: pa.Table | None, split: str) -> set[str]:
@@ -218,12 +240,13 @@ def build(cfg: KnowledgeConfig) -> dict:
     Every input row (clue or manifest row) becomes exactly one example or one dropped row.
     """
     gazetteer = get_gazetteer()
-    manifest = read_manifest(cfg.manifest) if cfg.manifest else None
+    manifest = read_views(cfg.manifest) if cfg.manifest else None
+    splits = read_views(cfg.splits) if cfg.splits else manifest
     summary: dict = {"config": asdict(cfg), "conventions": CONVENTIONS}
     dropped: list[Dropped] = []
     if cfg.clues:
         clues, unreadable = read_clues(cfg.clues)
-        stage1 = reasoning_examples(clues, gazetteer, cfg, _held_out(manifest, cfg.split))
+        stage1 = reasoning_examples(clues, gazetteer, cfg, _held_out(splits, cfg.split))
         stage1.dropped[:0] = unreadable
         write_sft(stage1.examples, join_uri(cfg.output, "reasoning.jsonl"))
         summary["reasoning"] = stage1.summary(len(clues) + len(unreadable))

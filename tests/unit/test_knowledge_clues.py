@@ -193,3 +193,33 @@ def test_cli(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reasoning"]["kept"] == 7
     assert not (out / "location.jsonl").exists()
+
+
+def test_curated_parts_folder_with_separate_splits(tmp_path):
+    """curate writes a folder of Parquet parts holding only the kept views; the held-out split
+    then comes from the full manifest (``splits``), so clues on filtered test views still go."""
+    full = pq.read_table(_manifest(tmp_path))
+    curated = tmp_path / "curated"
+    curated.mkdir()
+    kept = full.filter(pa.compute.is_in(full["image_id"], pa.array(["m1", "m2"])))
+    kept = kept.set_column(1, "uri", pa.array([str(tmp_path / "images" / f"{i}.jpg")
+                                               for i in kept["image_id"].to_pylist()]))  # fmt: skip
+    pq.write_table(kept.slice(0, 1), curated / "part-r-000000.parquet")
+    pq.write_table(kept.slice(1), curated / "part-r-000001.parquet")
+    clues = tmp_path / "clues.jsonl"
+    clues.write_text(
+        json.dumps({"image": "images/m6.jpg", "text": "German signs.", "country": "DE"})
+        + "\n"
+        + json.dumps({"image": "images/m1.jpg", "text": "Swiss signs.", "country": "CH"})
+        + "\n"
+    )
+    out = tmp_path / "out"
+    cfg = KnowledgeConfig(output=str(out), clues=str(clues), manifest=str(curated),
+                          splits=_manifest(tmp_path))  # fmt: skip
+    summary = build(cfg)
+    assert summary["location"]["kept"] == 2 and summary["location"]["rows_in"] == 2
+    assert summary["reasoning"]["dropped_by_reason"] == {"held_out_split": 1}
+    # without the full manifest the filtered-out test view m6 would leak into stage 1
+    leaky = build(KnowledgeConfig(output=str(tmp_path / "o2"), clues=str(clues),
+                                  manifest=str(curated)))  # fmt: skip
+    assert leaky["reasoning"]["kept"] == 2
