@@ -26,6 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
+import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -83,6 +85,8 @@ class TokenCluster:
     def token(self) -> str:
         return (Path(self.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
 
+    outputs: list[str] = field(default_factory=list)  # what `ray job submit` printed
+
     def submit(self, script: str, *args: str, timeout: float = 600) -> float:
         """`ray job submit ... -- python jobs/<script> ARGS` (the README command); seconds."""
         cmd = [RAY, "job", "submit", "--address", self.address, "--working-dir", "."]
@@ -92,6 +96,7 @@ class TokenCluster:
             cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
         )
         seconds = time.monotonic() - start
+        self.outputs.append(done.stdout + done.stderr)
         assert done.returncode == 0 and "succeeded" in done.stdout, done.stdout + done.stderr
         return seconds
 
@@ -161,3 +166,141 @@ def test_cluster_refuses_clients_without_the_token(token_cluster, tmp_path):
     )
     assert done.returncode != 0
     assert "authentication" in (done.stdout + done.stderr).lower()
+
+
+# ---------------------------------------------------------------- the README's jobs
+
+
+def georay(*args: str) -> None:
+    """`georay ARGS` from the venv (as the README runs it), outside any Ray cluster."""
+    subprocess.run([str(VENV_BIN / "georay"), *args], check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """`$W` of the README: a synthetic world and a tiny base model to predict with."""
+    w = tmp_path_factory.mktemp("w")
+    georay("synth", "--out", str(w / "world"), "--n", "48", "--countries", "4", "--seed", "0")
+    from georay.models.vlm import tiny_qwen2vl
+
+    # Stands in for the training artifact the README's $W/model is: same loading code path.
+    tiny_qwen2vl(save_dir=w / "model")
+    return w
+
+
+@pytest.fixture(scope="module")
+def head(token_cluster, work) -> Path:
+    """The README's `jobs/curate.py fit` job: the fitted locatability head."""
+    manifest = work / "world" / "manifest.parquet"
+    seconds = token_cluster.submit(
+        "jobs/curate.py", "fit", "--manifest", str(manifest), "--output", str(work / "head"),
+        "--sample", "40",
+    )  # fmt: skip
+    token_cluster.timings["curate_fit_submit_s"] = seconds
+    return work / "head"
+
+
+def _ids(uri_or_path, filesystem=None) -> list[str]:
+    return pq.read_table(uri_or_path, columns=["image_id"], filesystem=filesystem)[
+        "image_id"
+    ].to_pylist()
+
+
+def check_scores_and_predictions(manifest_ids: list[str], curate, predict, fs=None) -> None:
+    """Every input row exactly once in scores and in predictions; summaries add up."""
+    n = len(manifest_ids)
+    scores = pq.read_table(f"{curate}/scores", filesystem=fs)
+    assert sorted(scores["image_id"].to_pylist()) == sorted(manifest_ids)
+    ok = [s == "ok" for s in scores["status"].to_pylist()]
+    assert all(ok), scores.filter(scores["status"] != "ok").to_pylist()[:3]
+    loc = scores["locatability"].to_pylist()
+    assert all(0.0 <= x <= 1.0 for x in loc)
+    summary = json.loads(_read(f"{curate}/summary.json", fs))
+    assert summary["rows_in"] == summary["rows_out"] == n == summary["ok"] + summary["error"]
+    curated = pq.read_table(f"{curate}/curated", filesystem=fs)
+    kept = sum(x >= summary["threshold"] for x in loc)
+    assert curated.num_rows == summary["kept"] == kept
+
+    preds = pq.read_table(f"{predict}/predictions", filesystem=fs)
+    assert sorted(preds["image_id"].to_pylist()) == sorted(manifest_ids)
+    assert set(preds["status"].to_pylist()) == {"ok"}
+    summary = json.loads(_read(f"{predict}/summary.json", fs))
+    assert summary["rows"] == n == summary["ok"] + summary["error"]
+
+
+def _read(path: str, fs=None) -> bytes:
+    if fs is None:
+        return Path(path).read_bytes()
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def test_curate_and_predict_jobs_on_a_token_cluster(token_cluster, work, head):
+    """The README's local walk-through: fit, score and predict as `ray job submit` jobs."""
+    manifest = str(work / "world" / "manifest.parquet")
+    timings = token_cluster.timings
+    timings["curate_score_submit_s"] = token_cluster.submit(
+        "jobs/curate.py", "score", "--manifest", manifest, "--head", str(head),
+        "--output", str(work / "curate"),
+    )  # fmt: skip
+    timings["predict_submit_s"] = token_cluster.submit(
+        "jobs/predict.py", "--input", manifest, "--model", str(work / "model"),
+        "--output", str(work / "predict"),
+    )  # fmt: skip
+    check_scores_and_predictions(_ids(manifest), work / "curate", work / "predict")
+
+    jobs = token_cluster.jobs()
+    assert len(jobs) >= 3 and {j["status"] for j in jobs} == {"SUCCEEDED"}
+    for job in jobs:
+        # The driver registered with THIS cluster: the stage's ray.init() joined it through
+        # RAY_ADDRESS rather than starting a private local instance.
+        assert job["driver_info"] is not None, job["entrypoint"]
+        run_s = (job["end_time"] - job["start_time"]) / 1000
+        timings.setdefault("job_runtime_s", {})[job["entrypoint"][:40]] = round(run_s, 1)
+    print("cluster job timings:", json.dumps(timings, indent=1))
+
+
+def _upload(local: Path, bucket: str, prefix: str) -> None:
+    s3 = boto3.client("s3")
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
+
+
+def test_curate_and_predict_jobs_on_s3_leak_no_credentials(token_cluster, work, head, s3_bucket):
+    """Images, head and model read from S3, outputs written to S3, by jobs whose credentials
+    come from the environment `ray start` ran in; the secret key is in no output and no log."""
+    from georay.data.storage import filesystem_for
+
+    _upload(work / "world", s3_bucket, "world")
+    _upload(head, s3_bucket, "head")
+    _upload(work / "model", s3_bucket, "model")
+    b = f"s3://{s3_bucket}"
+    timings = token_cluster.timings
+    timings["s3_curate_score_submit_s"] = token_cluster.submit(
+        "jobs/curate.py", "score", "--manifest", f"{b}/world/manifest.parquet",
+        "--head", f"{b}/head", "--output", f"{b}/curate",
+    )  # fmt: skip
+    timings["s3_predict_submit_s"] = token_cluster.submit(
+        "jobs/predict.py", "--input", f"{b}/world/manifest.parquet", "--model", f"{b}/model",
+        "--output", f"{b}/predict",
+    )  # fmt: skip
+    fs, root = filesystem_for(b)
+    manifest_ids = _ids(str(work / "world" / "manifest.parquet"))
+    check_scores_and_predictions(manifest_ids, f"{root}/curate", f"{root}/predict", fs)
+    scores = pq.read_table(f"{root}/curate/scores", filesystem=fs)
+    assert all(u.startswith(f"{b}/world/") for u in scores["uri"].to_pylist())
+
+    secret = token_cluster.secret.encode()
+    s3 = boto3.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert any(k.startswith("predict/predictions/") for k in keys)
+    for key in keys:
+        assert secret not in s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read(), key
+    logs = [p for p in token_cluster.temp_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any("job-driver" in p.name for p in logs)  # the jobs' own logs are among them
+    for path in logs:
+        assert secret not in path.read_bytes(), path
+    for output in token_cluster.outputs:
+        assert token_cluster.secret not in output
+    assert token_cluster.secret not in json.dumps(token_cluster.jobs())
+    print("cluster job timings:", json.dumps(timings, indent=1))
