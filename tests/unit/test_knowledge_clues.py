@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -162,14 +163,17 @@ def test_location_from_manifest(tmp_path):
     assert examples["m1"].image == str(tmp_path / "images" / "m1.jpg")
 
 
-def test_clues_on_held_out_images_dropped(tmp_path):
+def _clues_on_m6_and_m1(tmp_path) -> Path:
+    """Clues on a held-out (m6, split test) and a training view (m1) of ``_manifest``."""
     clues = tmp_path / "clues.jsonl"
-    clues.write_text(
-        json.dumps({"image": "images/m6.jpg", "text": "German signs.", "country": "DE"})
-        + "\n"
-        + json.dumps({"image": "images/m1.jpg", "text": "Swiss signs.", "country": "CH"})
-        + "\n"
-    )
+    rows = [{"image": "images/m6.jpg", "text": "German signs.", "country": "DE"},
+            {"image": "images/m1.jpg", "text": "Swiss signs.", "country": "CH"}]  # fmt: skip
+    clues.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return clues
+
+
+def test_clues_on_held_out_images_dropped(tmp_path):
+    clues = _clues_on_m6_and_m1(tmp_path)
     out = tmp_path / "out"
     summary = build(
         KnowledgeConfig(output=str(out), clues=str(clues), manifest=_manifest(tmp_path))
@@ -206,13 +210,7 @@ def test_curated_parts_folder_with_separate_splits(tmp_path):
                                                for i in kept["image_id"].to_pylist()]))  # fmt: skip
     pq.write_table(kept.slice(0, 1), curated / "part-r-000000.parquet")
     pq.write_table(kept.slice(1), curated / "part-r-000001.parquet")
-    clues = tmp_path / "clues.jsonl"
-    clues.write_text(
-        json.dumps({"image": "images/m6.jpg", "text": "German signs.", "country": "DE"})
-        + "\n"
-        + json.dumps({"image": "images/m1.jpg", "text": "Swiss signs.", "country": "CH"})
-        + "\n"
-    )
+    clues = _clues_on_m6_and_m1(tmp_path)
     out = tmp_path / "out"
     cfg = KnowledgeConfig(output=str(out), clues=str(clues), manifest=str(curated),
                           splits=_manifest(tmp_path))  # fmt: skip
