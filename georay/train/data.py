@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,24 +18,22 @@ import torch
 
 from georay.data.images import decode_image
 from georay.data.storage import is_s3, read_bytes
+from georay.knowledge.clues import resolve_image
 from georay.knowledge.sft import SftExample, read_sft
 from georay.models.vlm import IGNORE_INDEX, collate, encode_example
 
 log = logging.getLogger(__name__)
 
 
-def resolve_image(image: str, data_uri: str) -> str:
-    """An SFT image path as a readable URI: relative paths are relative to the SFT file."""
-    if is_s3(image) or os.path.isabs(image):
-        return image
-    base = data_uri.rsplit("/", 1)[0] if "/" in data_uri else "."
-    return f"{base}/{image}"
-
-
 def load_examples(data_uri: str) -> list[SftExample]:
-    """The SFT file's examples, with image paths made readable from anywhere."""
+    """The SFT file's examples, image paths relative to the SFT file made absolute."""
+    base = (
+        posixpath.dirname(data_uri)
+        if is_s3(data_uri)
+        else os.path.dirname(os.path.abspath(data_uri))
+    )
     return [
-        SftExample(ex.id, resolve_image(ex.image, data_uri), ex.question, ex.answer)
+        SftExample(ex.id, resolve_image(ex.image, base), ex.question, ex.answer)
         for ex in read_sft(data_uri)
     ]
 

@@ -253,6 +253,11 @@ def train_loop_per_worker(config: dict) -> None:
         )
     for step in range(start + 1, steps + 1):
         if cfg.fail_at_step and step == cfg.fail_at_step and start == 0 and rank == 0:
+            # The controller takes reports (and registers checkpoints) when it polls, every
+            # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: let two polls pass so the last checkpoint
+            # counts, like a worker that dies a while after checkpointing.
+            poll_s = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
+            time.sleep(2 * poll_s + 0.5)
             log.warning("fault injection: rank 0 exits at step %d", step)
             os._exit(1)  # a killed process, not an exception: what a lost worker looks like
         metrics = train_step(model, optimizer, scheduler, batches, cfg, device)

@@ -134,6 +134,9 @@ def train(cfg: TrainConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="georay-train-") as tmp:
         scratch = Path(tmp)
         source, *start = _start(cfg, scratch)
+        storage_fs, storage_path = filesystem_for(cfg.storage_path)
+        if not is_s3(cfg.storage_path):
+            storage_fs = None
         resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
         trainer = TorchTrainer(
             train_loop_per_worker,
@@ -143,7 +146,10 @@ def train(cfg: TrainConfig) -> dict:
             ),
             run_config=ray.train.RunConfig(
                 name=cfg.name,
-                storage_path=cfg.storage_path,
+                # The same filesystem as every other georay S3 access (endpoint from the AWS
+                # chain, e.g. MinIO or moto), rather than whatever pyarrow infers from the URI.
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
                 failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             ),

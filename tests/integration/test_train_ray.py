@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from georay.data import prompts
 from georay.data.images import encode_jpeg
@@ -69,24 +71,62 @@ def _cfg(world, out, **kw):
     return TrainConfig(**values)
 
 
-def test_two_stages_stack_adapters(ray_session, world, tmp_path):
-    from georay.models.vlm import load_vlm
+def _history(artifact_dir, stage):
+    lines = (artifact_dir / f"metrics-{stage}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
-    one = train(_cfg(world, tmp_path / "s1"))
-    assert one["steps"] == 6 and one["resumed_from"] == 0
-    assert len(one["losses"]) == 6 and one["losses"][-1] < one["losses"][0]
-    two = train(
+
+def test_two_workers_recover_from_a_killed_worker(ray_session, world, tmp_path):
+    """Rank 0 dies at step 3; the run goes on from the step-2 checkpoint, not from step 0."""
+    summary = train(
         _cfg(
             world,
-            tmp_path / "s2",
-            stage="location",
-            data=str(world / "location.jsonl"),
-            model=one["artifact"],
+            tmp_path / "s1",
+            num_workers=2,
+            max_steps=5,
+            checkpoint_every=2,
+            report_every=10,
+            max_failures=1,
+            fail_at_step=3,
         )
     )
-    spec = json.loads((tmp_path / "s2" / artifact.ARTIFACT_FILE).read_text())
+    assert summary["steps"] == 5 and summary["resumed_from"] == 2
+    history = _history(tmp_path / "s1", "reasoning")
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5]  # no step repeated or lost
+    assert all(h["world_size"] == 2 for h in history)
+
+
+@pytest.mark.slow
+def test_stage_two_on_s3_stacks_on_stage_one_and_resumes(ray_session, world, tmp_path, s3_bucket):
+    from georay.models.vlm import collate, encode_example, load_vlm
+
+    one = train(_cfg(world, tmp_path / "s1", max_steps=4))
+    assert one["steps"] == 4 and one["losses"][-1] < one["losses"][0]
+    out, storage = f"s3://{s3_bucket}/stage2", f"s3://{s3_bucket}/checkpoints"
+    stage2 = dict(
+        stage="location",
+        data=str(world / "location.jsonl"),
+        model=one["artifact"],
+        output=out,
+        storage_path=storage,
+        max_steps=4,
+    )
+    two = train(_cfg(world, None, **stage2))
+    assert two["artifact"] == out and two["resumed_from"] == 0
+    model, processor = load_vlm(out)
+    local = tmp_path / "s2"
+    from georay.models.vlm import localize
+
+    spec = json.loads((Path(localize(out, local)) / artifact.ARTIFACT_FILE).read_text())
     assert [a["name"] for a in spec["adapters"]] == ["reasoning", "location"]
     assert [s["stage"] for s in spec["stages"]] == ["reasoning", "location"]
     assert spec["base_model"] == "./base"
-    model, processor = load_vlm(two["artifact"])
-    assert processor.tokenizer.pad_token_id is not None and model.config.model_type == "qwen2_vl"
+    # The artifact is the base with both adapters merged in order: it differs from stage 1.
+    stage1, _ = load_vlm(one["artifact"])
+    ex = collate([encode_example(processor, np.zeros((56, 56, 3), np.uint8), "Q?", "A")], 0)
+    with torch.no_grad():
+        assert not torch.allclose(model(**ex).logits, stage1(**ex).logits)
+    # Driver restart: the same storage path and name go on from the last checkpoint.
+    again = train(_cfg(world, None, **{**stage2, "max_steps": 6}))
+    assert again["resumed_from"] == 4 and again["steps"] == 6
+    assert len(again["losses"]) == 6 and again["losses"][:4] == two["losses"]
