@@ -95,10 +95,13 @@ def headline(scored: Scored) -> dict:
 def country_table(scored: Scored) -> pa.Table:
     """Per true country: n, answered, accuracies, median km, GeoScore."""
     gaz = get_gazetteer()
-    keys = np.where(scored.country_known, scored.true_country, "").astype(str)
-    stats = group_stats(keys, scored, scored.country_known)
-    names = [gaz.country_name(c) for c in stats["key"]]
-    return pa.table({"country": stats.pop("key"), "country_name": names, **stats})
+    # Group on dictionary indices: integers sort far faster than a million strings.
+    enc = pa.array(scored.true_country, pa.string()).dictionary_encode()
+    keys = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    stats = group_stats(keys, scored, keys >= 0)
+    codes = np.asarray(enc.dictionary.to_pylist(), dtype=object)[stats.pop("key")]
+    names = [gaz.country_name(c) for c in codes]
+    return pa.table({"country": pa.array(codes, pa.string()), "country_name": names, **stats})
 
 
 def cell_table(scored: Scored, res: int) -> pa.Table:
