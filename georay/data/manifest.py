@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
@@ -152,8 +153,11 @@ def validate_manifest(table: pa.Table) -> pa.Table:
 
 
 def _read_table(uri: str) -> pa.Table:
-    fmt = manifest_format(uri)
     fs, path = filesystem_for(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        # A folder of Parquet parts: what the stages write (curate's curated/, predictions/).
+        return pq.read_table(path, filesystem=fs)
+    fmt = manifest_format(uri)
     if fmt == "parquet":
         return pq.read_table(path, filesystem=fs)
     data = read_bytes(uri)
@@ -190,7 +194,7 @@ def read_manifest(uri: str, *, resolve_uris: bool = True) -> pa.Table:
     Parameters
     ----------
     uri
-        Manifest file; the format follows the suffix.
+        Manifest file (the format follows the suffix) or a folder of Parquet parts.
     resolve_uris
         Make relative ``uri`` values absolute against the manifest's folder.
 
