@@ -104,13 +104,33 @@ def country_table(scored: Scored) -> pa.Table:
     return pa.table({"country": pa.array(codes, pa.string()), "country_name": names, **stats})
 
 
+def _majority(groups: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> dict:
+    """Most common label per group (ties: a real label before None, then sort order)."""
+    enc = pa.array(labels[mask], pa.string()).dictionary_encode()
+    width = len(enc.dictionary) + 1  # label codes 0..k-1, k for None
+    lab = pc.fill_null(enc.indices, width - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+    g_uniq, g = np.unique(groups[mask], return_inverse=True)
+    pairs, counts = np.unique(g * width + lab, return_counts=True)
+    pg, pl = pairs // width, pairs % width
+    order = np.lexsort((-counts, pg))  # stable: equal counts keep the smaller label code
+    first = order[np.r_[True, pg[order][1:] != pg[order][:-1]]]
+    names = np.append(np.asarray(enc.dictionary.to_pylist(), dtype=object), None)
+    return dict(zip(g_uniq[pg[first]].tolist(), names[pl[first]], strict=True))
+
+
 def cell_table(scored: Scored, res: int) -> pa.Table:
-    """Per H3 cell (of the true location) at ``res``: centre, n, accuracies, median km."""
+    """Per H3 cell (of the true location) at ``res``: centre, main true country, n,
+    accuracies, median km."""
     cells = scored.cells[res]
     stats = group_stats(cells, scored, cells != NO_CELL)
-    ids = [h3.int_to_str(int(c)) for c in stats.pop("key")]
+    keys = stats.pop("key")
+    main = _majority(cells, scored.true_country, cells != NO_CELL)
+    ids = [h3.int_to_str(int(c)) for c in keys]
     centres = np.array([h3.cell_to_latlng(c) for c in ids]).reshape(-1, 2)
-    return pa.table({"cell": ids, "lat": centres[:, 0], "lon": centres[:, 1], **stats})
+    country = pa.array([main.get(int(k)) for k in keys], pa.string())
+    return pa.table(
+        {"cell": ids, "lat": centres[:, 0], "lon": centres[:, 1], "country": country, **stats}
+    )
 
 
 def rows_table(scored: Scored) -> pa.Table:

@@ -87,9 +87,19 @@ def render_report(metrics: dict, tables: dict[str, pa.Table], top: int = 20) -> 
                 f"`{name}.parquet`)",
                 "",
                 _table(
-                    ["cell", "n", "country acc.", "city acc.", "median km", "GeoScore"],
-                    _group_rows(table, ["cell"], top),
-                ),
+                    [
+                        "cell",
+                        "centre lat",
+                        "centre lon",
+                        "main country",
+                        "n",
+                        "country acc.",
+                        "city acc.",
+                        "median km",
+                        "GeoScore",
+                    ],
+                    _group_rows(table, ["cell", "lat", "lon", "country"], top),
+                ),  # fmt: skip
                 "",
             ]
     out += ["## Input accounting", ""]

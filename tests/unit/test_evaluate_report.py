@@ -137,7 +137,7 @@ def test_accounting_and_tables(report):
         assert sum(cells["n"].to_pylist()) == len(TRUTH)
         zrh = h3.latlng_to_cell(47.3769, 8.5417, res)
         row = cells.filter(pa.compute.equal(cells["cell"], zrh)).to_pylist()
-        assert row and row[0]["country_accuracy"] == 1.0
+        assert row and row[0]["country_accuracy"] == 1.0 and row[0]["country"] == "CH"
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["country"] == metrics["country"]
     assert {"distance", "within_r_km", "join", "country_matching"} <= set(on_disk["conventions"])
