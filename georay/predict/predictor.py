@@ -167,26 +167,42 @@ class Predictor:
         """Decode image bytes at the size the model will see; raises ImageDecodeError."""
         return decode_for_model(data, self.max_pixels, max_image_pixels=max_pixels)
 
+    def encode(self, images: list[np.ndarray]) -> dict:
+        """A left-padded generation batch from one processor call.
+
+        The same tensors as :func:`georay.models.vlm.encode_prompts` (the builder training
+        uses, which calls the processor once per image; a unit test holds the two equal), in
+        one call: on CPU the per-image calls took a third of a 16-image batch's time.
+        """
+        from georay.models.vlm import as_rgb, prompt_text
+
+        self.processor.tokenizer.padding_side = "left"
+        prompt = prompt_text(self.processor, self.settings.question)
+        return self.processor(
+            text=[prompt] * len(images),
+            images=[as_rgb(image) for image in images],
+            padding=True,
+            return_tensors="pt",
+        )
+
     def generate(self, images: list[np.ndarray]) -> list[str]:
         """Greedy answers to the question, one ``generate`` call per ``batch_size`` images.
 
-        Batches are left-padded (:func:`georay.models.vlm.generate_answers`, the same input
-        builder training used), so an image gets the same answer alone or in a batch.
+        Left padding makes an image get the same answer alone or in a batch.
         """
-        from georay.models.vlm import generate_answers
+        import torch
 
         texts: list[str] = []
         for start in range(0, len(images), self.settings.batch_size):
-            chunk = images[start : start + self.settings.batch_size]
-            texts.extend(
-                generate_answers(
-                    self.model,
-                    self.processor,
-                    chunk,
-                    self.settings.question,
-                    max_new_tokens=self.settings.max_new_tokens,
+            batch = self.encode(images[start : start + self.settings.batch_size])
+            batch = {k: v.to(self.model.device) for k, v in batch.items()}
+            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **batch, max_new_tokens=self.settings.max_new_tokens, do_sample=False
                 )
-            )
+            new_tokens = out[:, batch["input_ids"].shape[1] :]
+            texts.extend(self.processor.batch_decode(new_tokens, skip_special_tokens=True))
         return texts
 
     def predict(self, images: list[np.ndarray]) -> list[dict]:

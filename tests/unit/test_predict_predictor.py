@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from georay.data.images import encode_jpeg
 from georay.data.prompts import format_answer
@@ -67,6 +68,22 @@ def test_batched_generation_equals_one_by_one(predictor):
     single = [predictor.generate([im])[0] for im in images]
     assert batched == single
     assert all(isinstance(t, str) and t for t in batched)
+
+
+def test_one_call_encoding_equals_the_shared_builder(predictor):
+    # Predictor.encode batches the processor call; training's builder encodes image by image.
+    # Same tensors means same prompt, padding and image tokens: the two cannot drift apart.
+    from georay.models.vlm import encode_prompts, generate_answers
+
+    images = [predictor.load_image(encode_jpeg(im)) for im in _images(5, seed=3)]
+    ours = predictor.encode(images)
+    shared = encode_prompts(predictor.processor, images, [predictor.settings.question] * 5)
+    assert set(ours) == set(shared)
+    for key in shared:
+        assert torch.equal(ours[key], shared[key]), key
+    texts = generate_answers(predictor.model, predictor.processor, images,
+                             predictor.settings.question, max_new_tokens=12)  # fmt: skip
+    assert predictor.generate(images) == texts
 
 
 def test_rows_follow_the_contract_and_bad_bytes_are_error_rows(predictor):
