@@ -106,6 +106,8 @@ def country_table(scored: Scored) -> pa.Table:
 
 def _majority(groups: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> dict:
     """Most common label per group (ties: a real label before None, then sort order)."""
+    if not mask.any():
+        return {}
     enc = pa.array(labels[mask], pa.string()).dictionary_encode()
     width = len(enc.dictionary) + 1  # label codes 0..k-1, k for None
     lab = pc.fill_null(enc.indices, width - 1).to_numpy(zero_copy_only=False).astype(np.int64)

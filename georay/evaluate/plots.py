@@ -97,7 +97,8 @@ def cell_map(cells: pa.Table, res: int, n_images: int) -> bytes:
     ]
     aspect = (extent[3] - extent[2]) / (extent[1] - extent[0])
     fig, axes = plt.subplots(2, 1, figsize=(12, 2 * (10.5 * aspect + 1.0)), layout="constrained")
-    size = 12 + 140 * np.sqrt(n / max(n.max(), 1))  # marker area grows with images per cell
+    biggest = int(n.max()) if len(n) else 1
+    size = 12 + 140 * np.sqrt(n / biggest)  # marker area grows with images per cell
     for ax, (column, label, cmap, norm) in zip(axes, panels, strict=True):
         _basemap(ax, extent)
         values = np.asarray(cells[column].to_numpy(zero_copy_only=False), dtype=float)
@@ -107,8 +108,8 @@ def cell_map(cells: pa.Table, res: int, n_images: int) -> bytes:
         if as_markers:
             ax.scatter(lon[order], lat[order], s=size[order], c=colors[order],
                        edgecolors="black", linewidths=0.3, zorder=3)  # fmt: skip
-            for k in sorted({1, int(n.max())}):
-                ax.scatter([], [], s=12 + 140 * np.sqrt(k / max(n.max(), 1)), c="white",
+            for k in sorted({1, biggest}):
+                ax.scatter([], [], s=12 + 140 * np.sqrt(k / biggest), c="white",
                            edgecolors="black", linewidths=0.3, label=f"{k:,} image(s)")  # fmt: skip
             ax.legend(loc="lower left", title="cell size", fontsize=8, title_fontsize=8)
         else:

@@ -218,6 +218,8 @@ def score(
     dist[~flag] = np.nan
 
     country_known = np.not_equal(tc, None)
+    counts["truth_without_country"] = int((~country_known).sum())
+    counts["truth_without_location"] = int((~located).sum())
     country_answered = flag & _nonempty(pred_name)
     country_correct = country_answered & country_known & (pcode == tc)
     p_city, t_city = _normalized_ids(pred["city"].combine_chunks(), true_city)

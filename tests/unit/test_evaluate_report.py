@@ -181,3 +181,19 @@ def test_config_validation():
     with pytest.raises(ValueError, match="0..15"):
         EvaluateConfig(predictions="p", truth="t", output="o", h3_res=[16])
     assert EvaluateConfig(predictions="p", truth="t", output="o", h3_res="5,3").h3_res == [3, 5]
+
+
+def test_nothing_to_score_still_reports(tmp_path):
+    """Truth with no usable place and no matching prediction: figures are 0/None, not a crash."""
+    (tmp_path / "truth.csv").write_text("image_id,country\na,Atlantis\nb,\n")
+    (tmp_path / "pred.jsonl").write_text('{"image_id": "x", "country": "France"}\n')
+    out = tmp_path / "out"
+    metrics = evaluate(EvaluateConfig(predictions=str(tmp_path / "pred.jsonl"),
+                                      truth=str(tmp_path / "truth.csv"), output=str(out)))  # fmt: skip
+    assert metrics["n"] == 2 and metrics["country"]["n"] == 0 and metrics["median_km"] is None
+    assert metrics["inputs"]["truth_without_country"] == 2
+    assert metrics["inputs"]["truth_without_location"] == 2
+    assert metrics["inputs"]["unmatched_predictions"] == 1
+    assert all((out / f).exists() for f in metrics["figures"].values())
+    strict = lambda c: pytest.fail(f"metrics.json holds {c}, which is not JSON")  # noqa: E731
+    json.loads((out / "metrics.json").read_text(), parse_constant=strict)
