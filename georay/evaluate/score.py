@@ -62,9 +62,11 @@ def _first_rows(table: pa.Table) -> tuple[pa.Table, int, int]:
     image_id and the number of duplicate rows left out."""
     valid = table.filter(pc.is_valid(table["image_id"]))
     ids = valid["image_id"].combine_chunks().dictionary_encode()
+    no_id, dupes = len(table) - len(valid), len(valid) - len(ids.dictionary)
+    if not dupes:  # the usual case: no sort needed
+        return valid, no_id, 0
     _, first = np.unique(ids.indices.to_numpy(zero_copy_only=False), return_index=True)
-    no_id, dupes = len(table) - len(valid), len(valid) - len(first)
-    return (valid.take(pa.array(np.sort(first))) if dupes else valid), no_id, dupes
+    return valid.take(pa.array(np.sort(first))), no_id, dupes
 
 
 def _decode(column: pa.ChunkedArray | pa.Array, fn) -> np.ndarray:
