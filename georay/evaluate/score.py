@@ -200,7 +200,7 @@ def score(
     if no_city.any():
         names, codes = city_of_coordinates(gaz, tlat[no_city], tlon[no_city])
         names[codes != tc[no_city]] = None  # a city across the border: the city stays unknown
-        city = np.asarray(true_city.to_pylist(), dtype=object)
+        city = true_city.to_numpy(zero_copy_only=False).astype(object)
         city[no_city] = names
         true_city = pa.array(city, pa.string())
     counts["truth_country_from_coordinates"] = int(no_cc.sum())
