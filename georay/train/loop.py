@@ -178,8 +178,9 @@ def save_checkpoint(
     if final:
         if cfg.finetune == "lora":
             inner.save_pretrained(str(out / "adapter"))
-        else:
+        else:  # a complete model folder (weights + processor), loadable on its own
             inner.save_pretrained(str(out / "model"))
+            processor.save_pretrained(str(out / "model"))
         processor.save_pretrained(str(out / "processor"))
         with open(out / "metrics.jsonl", "w") as fh:
             fh.writelines(json.dumps(row) + "\n" for row in history)

@@ -138,3 +138,20 @@ def test_step_and_checkpoint_round_trip(examples, tmp_path):
     assert sched2.get_last_lr() == scheduler.get_last_lr()
     for (n, a), (_, b) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
         assert torch.equal(a, b), n
+
+
+def test_full_fine_tune_checkpoint_is_a_loadable_model(examples, tmp_path):
+    """Stage 2 and predict load a full fine-tune's ``model/`` on its own (processor included)."""
+    from georay.models.vlm import load_vlm
+
+    tiny_qwen2vl(save_dir=tmp_path / "base")
+    cfg = _cfg(finetune="full", lr=3e-3, batch_size=2, max_steps=1)
+    model, processor = setup_model(cfg, str(tmp_path / "base"))
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "visual" in n)
+    optimizer, scheduler = make_optimizer(model, cfg, 1)
+    (tmp_path / "ck").mkdir()
+    save_checkpoint(tmp_path / "ck", model, optimizer, scheduler, 1, [], True, processor, cfg)
+    loaded, loaded_processor = load_vlm(tmp_path / "ck" / "model")
+    assert loaded_processor.chat_template == processor.chat_template
+    for (n, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters(), strict=True):
+        assert torch.equal(a, b), n
