@@ -25,6 +25,10 @@ class PoolSettings:
     gpus_per_actor: float | None = field(
         default=None, metadata=_help("GPUs per actor; empty = 1 when the cluster has GPUs")
     )
+    decode_cpus: float = field(
+        default=1.0,
+        metadata=_help("CPUs per fetch/decode task; < 1 packs more decode tasks per core"),
+    )
     torch_threads: int = field(
         default=0, metadata=_help("torch CPU threads per actor; 0 = node CPUs / actors")
     )
@@ -37,6 +41,8 @@ class PoolSettings:
             raise ValueError("batch_size and num_actors must be >= 1")
         if self.actor_cpus is not None and self.actor_cpus <= 0:
             raise ValueError(f"actor_cpus must be > 0, got {self.actor_cpus}")
+        if self.decode_cpus <= 0:
+            raise ValueError(f"decode_cpus must be > 0, got {self.decode_cpus}")
         if self.max_pixels < 1:
             raise ValueError("max_pixels must be >= 1")
 

@@ -160,8 +160,9 @@ def embed_dataset(
     decode_kwargs = {"side": side}
     if max_pixels:
         decode_kwargs["max_pixels"] = max_pixels
-    ds = ds.map_batches(pl.fetch_bytes, fn_kwargs={"sha256": sha256})
-    ds = ds.map_batches(pl.decode_images, fn_kwargs=decode_kwargs)
+    cpus = pool.decode_cpus
+    ds = ds.map_batches(pl.fetch_bytes, fn_kwargs={"sha256": sha256}, num_cpus=cpus)
+    ds = ds.map_batches(pl.decode_images, fn_kwargs=decode_kwargs, num_cpus=cpus)
     return ds.map_batches(
         Embedder,
         fn_constructor_kwargs={

@@ -99,7 +99,9 @@ def fit(cfg: FitConfig) -> dict:
     spec, side, dim = _encoder_for_fit(cfg)
     segmenter = cfg.segmenter if mode == "segmenter" else None
     log.info("fit: %d images, teacher=%s, encoder=%s", sample.num_rows, mode, spec.id)
-    ds = pl.dataset_from_table(sample.drop_columns([TEACHER]) if segmenter else sample)
+    if segmenter and TEACHER in sample.column_names:  # the segmenter's labels replace it
+        sample = sample.drop_columns([TEACHER])
+    ds = pl.dataset_from_table(sample)
     ds = embed_dataset(
         ds,
         spec,

@@ -22,7 +22,7 @@ from PIL import Image
 
 from georay.curate import FitConfig, ScoreConfig, fit, score
 from georay.data.ade20k import class_id
-from georay.data.manifest import write_manifest
+from georay.data.manifest import read_manifest, write_manifest
 
 W, H = 96, 72
 CLASSES = ["sky", "road", "building", "tree", "signboard"]
@@ -79,7 +79,7 @@ def test_fit_records_encoder_threshold_and_quality(head):
     out, info = head
     saved = json.loads((out / "head.json").read_text())
     assert saved["encoder"]["id"] == "open_clip:tiny:random"
-    assert saved["embedding_dim"] == 128 and saved["threshold"] == 0.4
+    assert saved["embedding_dim"] == 256 and saved["threshold"] == 0.4
     assert (out / "encoder.pt").exists()
     # Small-scale quality check (the 1,000-view figure is in BENCHMARKS.md).
     assert saved["metrics"]["holdout"]["spearman"] >= 0.6, saved["metrics"]
@@ -116,7 +116,7 @@ def test_score_manifest_with_bad_rows(ray_session, world, head, tmp_path):
     assert len(rows.loc["v0001", "sha256"]) == 64
     emb = pq.read_table(tmp_path / "o" / "embeddings")
     assert sorted(emb["image_id"].to_pylist()) == ["v0001", "v0002"]
-    assert emb.schema.field("embedding").type.list_size == 128
+    assert emb.schema.field("embedding").type.list_size == 256
     saved = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert saved["kept"] == len(pq.read_table(tmp_path / "o" / "curated"))
     assert sum(saved["histogram"]["counts"]) == 2
@@ -213,3 +213,17 @@ def test_s3_input_and_output(ray_session, s3_bucket, world, head, tmp_path):
     again = score(ScoreConfig(images=f"{base}/world/images", head=f"{base}/head",
                               output=f"{base}/out-dir"))  # fmt: skip
     assert again["ok"] == 12
+
+
+def test_fit_with_a_segmenter_teacher(ray_session, world, tmp_path):
+    """No fractions in the manifest: a (tiny, random) ADE20K segmenter labels the sample."""
+    from georay.models.segmenter import tiny_segformer
+
+    tiny_segformer(str(tmp_path / "seg"))
+    table = read_manifest(str(world)).drop_columns(["ade20k_fractions"]).slice(0, 40)
+    write_manifest(table, str(tmp_path / "m.parquet"))
+    cfg = FitConfig(manifest=str(tmp_path / "m.parquet"), output=str(tmp_path / "h"), sample=40,
+                    segmenter=str(tmp_path / "seg"), teacher_side=64, batch_size=20)  # fmt: skip
+    info = fit(cfg)
+    assert info["teacher"] == f"segmenter:{tmp_path / 'seg'}"
+    assert info["metrics"]["holdout"]["n"] + info["metrics"]["train"]["n"] == 40

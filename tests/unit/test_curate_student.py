@@ -20,7 +20,7 @@ def test_tiny_encoder_is_seeded_frozen_and_embeds_uint8():
     b, _ = load_clip("tiny", seed=3)
     pixels = np.random.default_rng(0).integers(0, 255, (4, pre.side, pre.side, 3), np.uint8)
     ea, eb = encode(a, pre, pixels), encode(b, pre, pixels)
-    assert ea.shape == (4, 128) and ea.dtype == np.float32
+    assert ea.shape == (4, 256) and ea.dtype == np.float32
     np.testing.assert_array_equal(ea, eb)
     assert not any(p.requires_grad for p in a.parameters())
 
