@@ -7,6 +7,7 @@ import time
 import h3
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from georay.evaluate.evaluator import cell_table, country_table, headline
 from georay.evaluate.places import city_of_coordinates
@@ -80,6 +81,7 @@ def _world(n: int, seed: int = 0) -> tuple[pa.Table, pa.Table, dict]:
     return truth, pred, expected
 
 
+@pytest.mark.slow  # ~10 s on 2 idle cores, past 30 s on a loaded machine
 def test_one_million_rows():
     n = 1_000_000
     truth, pred, expected = _world(n)
