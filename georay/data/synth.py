@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from georay.data.synth_draw import (
     draw_street,
     fractions,
 )
+
+log = logging.getLogger(__name__)
 
 SOURCE = "georay-synth"
 CORRUPT_KINDS = ("truncated", "zero_bytes", "not_an_image", "huge_header")
@@ -228,21 +231,31 @@ def _corrupt_bytes(kind: str, good_jpeg: bytes) -> bytes:
 
 
 def _map(tasks: list[tuple], workers: int, progress: bool):
+    """Yield ``_draw_one(task)`` for each task, in order (so output bytes never depend on
+    ``workers``). A process pool that cannot start (e.g. a ``__main__`` that spawn cannot
+    re-import) falls back to drawing in this process instead of hanging."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress)
-    if workers == 1 or len(tasks) < 64:
-        for task in tasks:
-            yield _draw_one(task)
-            bar.update()
-    else:
+    done = 0
+    if workers > 1 and len(tasks) >= 64:
         import multiprocessing as mp
 
         # spawn: safe next to threads (pyarrow, tqdm) that fork would copy mid-flight.
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for result in pool.imap(_draw_one, tasks, chunksize=16):
-                yield result
-                bar.update()
+        try:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                for result in pool.map(_draw_one, tasks, chunksize=16):
+                    yield result
+                    done += 1
+                    bar.update()
+        except BrokenProcessPool as err:
+            log.warning("synth process pool failed (%s); drawing in this process", err)
+    for task in tasks[done:]:
+        yield _draw_one(task)
+        bar.update()
     bar.close()
 
 
