@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "1 if every file failed.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="files, folders or s3:// URIs")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also decode the pixels: truncated or oversized files get an 'error' field",
+    )
     p.set_defaults(func=_inspect)
 
 
@@ -62,12 +67,12 @@ def _inspect(args: argparse.Namespace) -> int:
     for target in args.images:
         for uri in _expand(target):
             try:
-                line = inspect_image(uri)
-                ok += 1
+                line = inspect_image(uri, check=args.check)
             except Exception as err:  # one bad file must not stop the listing
                 reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
                 line = {"file": uri, "error": reason}
-                failed += 1
+            failed += "error" in line
+            ok += "error" not in line
             print(json.dumps(line, ensure_ascii=False), flush=True)
     if failed:
         print(f"inspect: {failed} of {ok + failed} file(s) unreadable", file=sys.stderr)

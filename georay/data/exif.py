@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import ExifTags, Image
 
-from georay.data.images import ImageDecodeError, open_image
+from georay.data.images import ImageDecodeError, decode_image, open_image
 from georay.data.storage import read_bytes
 
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
@@ -108,11 +108,12 @@ def gps_from_bytes(data: bytes) -> tuple[float, float] | None:
     return _gps_of(img)
 
 
-def inspect_image(path_or_uri: str) -> dict[str, Any]:
+def inspect_image(path_or_uri: str, check: bool = False) -> dict[str, Any]:
     """Summarise one image: ``file, format, width, height, lat, lon`` (null when no GPS).
 
-    Only the header and EXIF are read; pixels are not decoded. Width and height are as
-    displayed (EXIF orientation 5-8 swaps them).
+    Only the header and EXIF are read unless ``check``: then the pixels are decoded too and a
+    failure (truncated data, too many pixels) adds an ``error`` field to the summary. Width and
+    height are as displayed (EXIF orientation 5-8 swaps them).
 
     Raises
     ------
@@ -129,7 +130,7 @@ def inspect_image(path_or_uri: str) -> dict[str, Any]:
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     gps = _gps_of(img)
-    return {
+    info: dict[str, Any] = {
         "file": str(path_or_uri),
         "format": img.format,
         "width": width,
@@ -137,3 +138,9 @@ def inspect_image(path_or_uri: str) -> dict[str, Any]:
         "lat": None if gps is None else round(gps[0], 7),
         "lon": None if gps is None else round(gps[1], 7),
     }
+    if check:
+        try:
+            decode_image(data)
+        except ImageDecodeError as err:
+            info["error"] = err.reason
+    return info

@@ -148,3 +148,14 @@ def test_gps_forms(gps, expected):
 
 def test_no_gps_gives_none():
     assert gps_from_bytes(_jpeg()) is None
+
+
+def test_inspect_swaps_size_for_rotated_and_check_decodes(tmp_path):
+    rotated = tmp_path / "r.jpg"
+    rotated.write_bytes(_jpeg(64, 48, orientation=6))
+    info = inspect_image(str(rotated))
+    assert (info["width"], info["height"], info["lat"]) == (48, 64, None)
+    truncated = tmp_path / "t.jpg"
+    truncated.write_bytes(_jpeg(640, 480)[:3000])
+    assert "error" not in inspect_image(str(truncated))  # header only: looks fine
+    assert "truncated" in inspect_image(str(truncated), check=True)["error"]

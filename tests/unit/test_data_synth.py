@@ -185,3 +185,10 @@ def test_country_is_learnable_from_small_pixels(world):
     w = np.linalg.solve(a.T @ a + 1.0 * np.eye(a.shape[1]), a.T @ onehot[~test])
     accuracy = (classes[(x[test] @ w).argmax(1)] == y[test]).mean()
     assert accuracy > 0.8, accuracy
+
+
+def test_inspect_check_flags_truncated_world_file(world, capsys):
+    truncated = str(world / "images" / "synth-s0-corrupt-000-truncated.jpg")
+    assert main(["inspect", truncated]) == 0  # the header alone reads fine
+    assert main(["inspect", "--check", truncated]) == 1
+    assert "truncated" in json.loads(capsys.readouterr().out.splitlines()[-1])["error"]
