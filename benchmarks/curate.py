@@ -33,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from georay.data.manifest import read_manifest, write_manifest
+
 ENCODERS = {"vit": "ViT-B-32", "small": "small"}
 START, END = "<!-- curate:start -->", "<!-- curate:end -->"
 
 
 def world(path: Path, n: int) -> Path:
     """A synthetic world of >= n views at ``path`` (generated once); returns its manifest."""
-    from georay.data.manifest import read_manifest
-
     manifest = path / "manifest.parquet"
     if not manifest.exists() or read_manifest(str(manifest)).num_rows < n:
         from georay.data.synth import SynthConfig, generate_world
@@ -66,7 +66,11 @@ def head_for(model_name: str, out: Path) -> Path:
 
 
 class PeakRSS:
-    """Peak summed RSS of this process and all its descendants (the local Ray instance)."""
+    """Peak summed memory of this process and all its descendants (the local Ray instance).
+
+    Proportional set size (PSS) where the OS reports it, so pages shared between processes (the
+    object store, the Python runtime) count once in total rather than once per process.
+    """
 
     def __init__(self, interval: float = 0.25):
         import psutil
@@ -80,7 +84,8 @@ class PeakRSS:
             total = 0
             for p in [self.proc, *self.proc.children(recursive=True)]:
                 with contextlib.suppress(Exception):  # a worker exiting meanwhile
-                    total += p.memory_info().rss
+                    info = p.memory_full_info()
+                    total += getattr(info, "pss", info.rss)
             self.peak = max(self.peak, total)
             time.sleep(self.interval)
 
@@ -138,8 +143,6 @@ def _memory_manifest(manifest: Path, n: int, out: Path) -> Path:
     """A manifest of n rows cycling over the world's images under new ids."""
     import pyarrow as pa
 
-    from georay.data.manifest import read_manifest, write_manifest
-
     table = read_manifest(str(manifest)).select(["image_id", "uri"])
     idx = np.arange(n) % table.num_rows
     rows = table.take(pa.array(idx))
@@ -169,6 +172,10 @@ def median(f, repeats: int) -> float:
 def measure(key: str, args, manifest: Path, uris: list[str], sub: Path) -> dict:
     """(a), (b), (c) for one encoder, back to back."""
     name = ENCODERS[key]
+    n = args.vit_n if key == "vit" and args.vit_n else args.n
+    if n < args.n:
+        manifest = sub / f"manifest-{n}.parquet"
+        write_manifest(read_manifest(str(sub / "manifest.parquet")).slice(0, n), str(manifest))
     head = head_for(name, sub / f"head-{key}")
     # Decoding dominates with the small encoder: pack two decode tasks per core slot.
     pool = {"batch_size": args.batch, "decode_cpus": 0.5 if key == "small" else 1.0}
@@ -178,8 +185,15 @@ def measure(key: str, args, manifest: Path, uris: list[str], sub: Path) -> dict:
     )
     b = median(lambda: bench_plain(uris[: args.plain_n], name, args.batch), args.repeats)
     c = median(lambda: bench_encoder(name, args.plain_n, args.batch), args.repeats)
-    return {"model": name, "score_img_s": a, "plain_img_s": b, "encoder_img_s": c,
+    return {"model": name, "n": n, "score_img_s": a, "plain_img_s": b, "encoder_img_s": c,
             "a_over_b": a / b, "a_over_c": a / c}  # fmt: skip
+
+
+def _init_ray() -> None:
+    import ray
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def run(args) -> dict:
@@ -188,31 +202,29 @@ def run(args) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     manifest = world(Path(args.world), args.n)
-    from georay.data.manifest import read_manifest
-
-    uris = read_manifest(str(manifest))["uri"].to_pylist()[: args.n]
+    table = read_manifest(str(manifest)).slice(0, args.n)
+    uris = table["uri"].to_pylist()
     sub = Path(tempfile.mkdtemp(prefix="georay-bench-"))
-    from georay.data.manifest import write_manifest
-
     n_manifest = sub / "manifest.parquet"
-    write_manifest(read_manifest(str(manifest)).slice(0, args.n), str(n_manifest))
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    write_manifest(table, str(n_manifest))
+    _init_ray()
     results: dict = {"n": args.n, "encoders": {}}
     for key in args.encoders.split(","):
         results["encoders"][key] = measure(key, args, n_manifest, uris, sub)
         print(json.dumps({key: results["encoders"][key]}), flush=True)
+    ray.shutdown()
     if args.memory:
         head = head_for("small", sub / "head-mem")
         mem = {}
-        for n in (2000, 8000):
+        for n in args.memory_rows:  # a fresh Ray each time: no idle workers carried over
             m = _memory_manifest(manifest, n, sub / f"mem-{n}.parquet")
+            _init_ray()
             with PeakRSS() as peak:
                 rate, _ = bench_score(m, head, sub / f"mem-out-{n}", decode_cpus=0.5)
-            mem[n] = {"peak_rss_gib": peak.peak / 2**30, "img_s": rate}
+            ray.shutdown()
+            mem[n] = {"peak_pss_gib": peak.peak / 2**30, "img_s": rate}
             print(json.dumps({"memory": {n: mem[n]}}), flush=True)
         results["memory"] = mem
-    ray.shutdown()
     return results
 
 
@@ -227,30 +239,31 @@ def report(args, results: dict, seconds: float) -> str:
         "(load average well above the core count), so absolute rates are low and noisy; the "
         "ratios compare runs made back to back in the same process.",
         "",
-        f"{results['n']} synthetic 640x480 JPEGs (`georay synth --countries 8 --seed 0`); "
+        f"Up to {results['n']} synthetic 640x480 JPEGs (`georay synth --countries 8 --seed 0`); "
         f"(b) and (c) on the first {args.plain_n}; batch {args.batch}; medians of "
         f"{args.repeats} run(s). (a) = `georay.curate.score` on a local Ray (1 encoder actor, "
         "decode in tasks, writing scores/curated/summary), (b) = one process: PIL full decode + "
         "open_clip preprocess + batched forward, (c) = encoder alone on pre-decoded tensors.",
         "",
-        "| encoder | (a) score img/s | (b) plain img/s | (c) encoder img/s | a/b | a/c | target |",
-        "|---|---|---|---|---|---|---|",
+        "| encoder | images (a) | (a) score img/s | (b) plain img/s | (c) encoder img/s | a/b "
+        "| a/c | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     targets = {"vit": "a/c >= 0.8", "small": "a/b >= 1.5"}
     for key, r in results["encoders"].items():
         lines.append(
-            f"| {r['model']} | {r['score_img_s']:.1f} | {r['plain_img_s']:.1f} | "
+            f"| {r['model']} | {r['n']} | {r['score_img_s']:.1f} | {r['plain_img_s']:.1f} | "
             f"{r['encoder_img_s']:.1f} | {r['a_over_b']:.2f} | {r['a_over_c']:.2f} | "
             f"{targets[key]} |"
         )
     if "memory" in results:
-        m = results["memory"]
-        ratio = m[8000]["peak_rss_gib"] / m[2000]["peak_rss_gib"]
+        (lo, m_lo), (hi, m_hi) = sorted(results["memory"].items())
+        ratio = m_hi["peak_pss_gib"] / m_lo["peak_pss_gib"]
         lines += [
             "",
-            "Peak resident memory of the Ray session (driver + raylet + workers, summed RSS, "
-            f"`small` encoder): 2k rows {m[2000]['peak_rss_gib']:.2f} GiB, 8k rows "
-            f"{m[8000]['peak_rss_gib']:.2f} GiB: ratio {ratio:.2f} (target: flat within 20%).",
+            "Peak memory of a fresh local Ray session per size (driver + raylet + workers, "
+            f"summed PSS, `small` encoder): {lo} rows {m_lo['peak_pss_gib']:.2f} GiB, {hi} rows "
+            f"{m_hi['peak_pss_gib']:.2f} GiB: ratio {ratio:.2f} (target: flat within 20%).",
         ]
     lines += ["", "Raw: `" + json.dumps(results) + "`", END]
     return "\n".join(lines)
@@ -269,11 +282,14 @@ def write_section(text: str, path: Path = Path("BENCHMARKS.md")) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=2000, help="images for (a)")
+    p.add_argument("--vit-n", type=int, default=0, help="images for (a) with ViT-B-32 (0: --n)")
     p.add_argument("--plain-n", type=int, default=256, help="images for (b) and (c)")
     p.add_argument("--encoders", default="vit,small")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--memory", action="store_true", help="peak memory at 2k vs 8k rows")
+    p.add_argument("--memory-rows", type=lambda t: [int(x) for x in t.split(",")],
+                   default=[2000, 8000], help="the two manifest sizes of --memory")  # fmt: skip
     p.add_argument("--world", default=str(Path(tempfile.gettempdir()) / "georay-bench-world"))
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args()
