@@ -9,7 +9,8 @@ An artifact is a folder (local or ``s3://``) with an ``artifact.json``::
       "stacking": "merge",
       "adapters": [{"name": "reasoning", "path": "./adapters/reasoning"},
                    {"name": "location",  "path": "./adapters/location"}],
-      "stages": [{"stage": "reasoning", ...}, {"stage": "location", ...}]
+      "stages": [{"stage": "reasoning", "questions": [...], ...},
+                 {"stage": "location", "questions": ["Which country and city is ..."], ...}]
     }
 
 Paths starting with ``./`` are relative to the artifact folder. ``base_model`` is loaded with
@@ -92,6 +93,16 @@ def load_artifact(
     if spec.get("processor"):
         processor = AutoProcessor.from_pretrained(resolve(str(local_dir), spec["processor"]))
     return model, processor
+
+
+def trained_questions(local_dir: str | Path) -> list[str]:
+    """The questions the last stage of an artifact was trained on (empty if not recorded).
+
+    Small models answer the question they were trained on and little else; prediction can
+    ask this one instead of a default.
+    """
+    stages = read_artifact(local_dir).get("stages") or [{}]
+    return list(stages[-1].get("questions", []))
 
 
 def start_point(source: str, local_dir: str | Path) -> tuple[str, list[tuple[str, str]], list]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from georay.data.storage import filesystem_for, is_s3, join_uri, write_bytes
+from georay.knowledge.sft import read_sft
 from georay.models import artifact
 from georay.models.vlm import localize, tiny_qwen2vl
 from georay.train.config import TrainConfig
@@ -98,7 +99,13 @@ def _build_artifact(
     if cfg.finetune == "lora":
         name = cfg.stage if cfg.stage not in names else f"{cfg.stage}-{len(adapters) + 1}"
         adapters = [*adapters, (name, ckpt / "adapter")]
-    stage = {"stage": cfg.stage, "finetune": cfg.finetune, "data": cfg.data, **info}
+    # The questions the model was trained to answer: a small model answers those and little
+    # else, so prediction can ask the last stage's question rather than guess.
+    questions = sorted({ex.question for ex in read_sft(cfg.data)})
+    stage = {
+        "stage": cfg.stage, "finetune": cfg.finetune, "data": cfg.data,
+        "questions": questions[:10], **info,
+    }  # fmt: skip
     artifact.write_artifact(
         out,
         base_model=base_model,

@@ -121,6 +121,7 @@ def test_stage_two_on_s3_stacks_on_stage_one_and_resumes(ray_session, world, tmp
     assert [a["name"] for a in spec["adapters"]] == ["reasoning", "location"]
     assert [s["stage"] for s in spec["stages"]] == ["reasoning", "location"]
     assert spec["base_model"] == "./base"
+    assert artifact.trained_questions(localize(out, local)) == [prompts.LOCATION_QUESTION]
     # The artifact is the base with both adapters merged in order: it differs from stage 1.
     stage1, _ = load_vlm(one["artifact"])
     ex = collate([encode_example(processor, np.zeros((56, 56, 3), np.uint8), "Q?", "A")], 0)

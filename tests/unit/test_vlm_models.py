@@ -137,8 +137,16 @@ def test_artifact_stacks_adapters_in_order(tiny, tmp_path):
         peft_model.save_pretrained(str(adapter_dirs[-1][1]))
         expected = peft_model.merge_and_unload()
     out = artifact.write_artifact(
-        tmp_path / "art", base_model=str(base), processor=processor, adapters=adapter_dirs
+        tmp_path / "art",
+        base_model=str(base),
+        processor=processor,
+        adapters=adapter_dirs,
+        stages=[
+            {"stage": "reasoning", "questions": ["Q1"]},
+            {"stage": "location", "questions": ["Q2"]},
+        ],
     )
+    assert artifact.trained_questions(out) == ["Q2"]
     loaded, loaded_proc = load_vlm(out)
     expected.eval()
     with torch.no_grad():
