@@ -88,6 +88,7 @@ def _prepare(cfg: DemoConfig) -> Path:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
     from georay.curate import FitConfig, ScoreConfig, fit, score
+    from georay.data.prompts import LOCATION_QUESTION
     from georay.data.synth import SynthConfig, generate_world
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
@@ -172,7 +173,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "predict",
         predict,
-        PredictConfig(input=held_out, model=str(location), output=str(run / "predict")),
+        PredictConfig(
+            input=held_out,
+            model=str(location),
+            output=str(run / "predict"),
+            # A 7B model answers the paper's combined inference question; a ~200K-parameter
+            # model only answers the question it was trained on (stage 2's).
+            question=LOCATION_QUESTION,
+        ),
     )
     step(
         "evaluate",
@@ -192,12 +200,15 @@ def run_demo(cfg: DemoConfig) -> dict:
 def _held_out_manifest(manifest: str, path: Path) -> str:
     """The world's test split (corrupt files included, so prediction records their errors)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(manifest)
-    keep = pc.fill_null(pc.equal(table["split"], "test"), False)
-    keep = pc.or_(keep, pc.is_null(table["country"]))  # the corrupt files carry no truth
-    pq.write_table(table.filter(keep).drop_columns(["ade20k_fractions"]), path)
+    from georay.data.manifest import read_manifest, write_manifest
+
+    table = read_manifest(manifest)  # resolves the world's relative image paths
+    keep = pc.or_(
+        pc.fill_null(pc.equal(table["split"], "test"), False),
+        pc.equal(table["view"], "corrupt"),
+    )
+    write_manifest(table.filter(keep).drop_columns(["ade20k_fractions"]), str(path))
     return str(path)
 
 
@@ -218,7 +229,8 @@ def summary_table(out: dict, countries: int) -> str:
         ("synth", f"{s['images']} views + {s['corrupt']} broken files, {countries} countries"),
         (
             "curate_fit",
-            f"student vs teacher Spearman {out['curate_fit'].get('metrics', {}).get('spearman')}",
+            f"student vs teacher Spearman {out['curate_fit']['metrics']['holdout']['spearman']:.3f}"
+            " (held-out)",
         ),
         (
             "curate_score",
