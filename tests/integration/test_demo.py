@@ -1,0 +1,79 @@
+"""`georay demo` end to end, checked against figures recomputed here without georay.evaluate."""
+
+import json
+from pathlib import Path
+
+import h3
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from georay.demo import DemoConfig, run_demo, summary_table
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(ray_session, tmp_path_factory):
+    cfg = DemoConfig(output=str(tmp_path_factory.mktemp("demo") / "run"))
+    out = run_demo(cfg)
+    return cfg, out
+
+
+def _test_rows(run):
+    truth = pq.read_table(f"{run}/world/manifest.parquet").to_pandas()
+    truth = truth[truth["split"] == "test"].set_index("image_id")
+    pred = pq.read_table(f"{run}/predict/predictions").to_pandas().set_index("image_id")
+    return truth, pred
+
+
+def test_every_row_is_accounted_for(demo):
+    cfg, out = demo
+    score, predict = out["curate_score"], out["predict"]
+    assert score["rows_in"] == cfg.n + cfg.corrupt == score["ok"] + score["error"]
+    assert score["error"] == cfg.corrupt
+    assert predict["rows"] == predict["ok"] + predict["error"]
+    assert predict["error"] >= 1  # the broken files in the held-out input are recorded
+
+
+def test_country_accuracy_recomputed_independently_beats_chance(demo):
+    cfg, out = demo
+    truth, pred = _test_rows(out["run"])
+    world = json.loads(Path(out["run"], "world", "world.json").read_text())
+    code_of = {c["name"]: c["code"] for c in world["countries"]}
+    joined = truth.join(pred[["country", "status"]], rsuffix="_pred", how="left")
+    predicted = joined["country_pred"].map(code_of)
+    accuracy = float((predicted == joined["country"]).mean())
+    metrics = json.loads(Path(out["run"], "report", "metrics.json").read_text())
+    assert metrics["n"] == len(truth)
+    assert metrics["country"]["correct"] / metrics["n"] == pytest.approx(accuracy)
+    assert accuracy > 3 / cfg.countries  # the issue's bar: 3x chance
+
+
+def test_km_accuracy_matches_h3_great_circle_distance(demo):
+    _, out = demo
+    truth, pred = _test_rows(out["run"])
+    joined = truth.join(pred[["lat", "lon"]], rsuffix="_pred", how="left")
+    d = np.array(
+        [
+            h3.great_circle_distance((a, b), (c, e), unit="km")
+            if not (np.isnan(c) or np.isnan(e))
+            else np.inf
+            for a, b, c, e in joined[["lat", "lon", "lat_pred", "lon_pred"]].to_numpy(float)
+        ]
+    )
+    metrics = json.loads(Path(out["run"], "report", "metrics.json").read_text())
+    for r in (25, 750, 2500):
+        assert metrics["acc_km"][str(r)] == pytest.approx(float(np.mean(d < r)), abs=1e-9)
+
+
+def test_report_and_summary(demo):
+    cfg, out = demo
+    run = out["run"]
+    report = Path(run, "report", "report.md").read_text()
+    assert "country" in report.lower()
+    assert list(Path(run, "report").glob("*.png"))
+    table = summary_table(out, cfg.countries)
+    for stage in ("synth", "curate_score", "train_location", "predict", "evaluate"):
+        assert stage in table
+    assert f"{run}/report/report.md" in table
