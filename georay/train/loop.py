@@ -57,8 +57,13 @@ def setup_model(cfg: TrainConfig, source: str) -> tuple[Any, Any]:
 
     LoRA: a fresh adapter on the language model, everything else frozen. Full: every weight
     trains except the vision tower (unless ``train_vision``).
+
+    On GPU with LoRA the frozen base is loaded in bf16 (half the memory of a 7B model) while
+    peft keeps the adapter weights in fp32; the forward pass runs under bf16 autocast. Full
+    fine-tuning keeps fp32 master weights. On CPU everything is fp32.
     """
-    model, processor = load_vlm(source)
+    bf16_base = cfg.use_gpu and cfg.finetune == "lora"
+    model, processor = load_vlm(source, dtype=torch.bfloat16 if bf16_base else torch.float32)
     if cfg.finetune == "lora":
         model = apply_lora(model, lora_settings(cfg))
     elif not cfg.train_vision:
