@@ -180,7 +180,8 @@ def georay(*args: str) -> None:
 def work(tmp_path_factory) -> Path:
     """`$W` of the README: a synthetic world and a tiny base model to predict with."""
     w = tmp_path_factory.mktemp("w")
-    georay("synth", "--out", str(w / "world"), "--n", "48", "--countries", "4", "--seed", "0")
+    georay("synth", "--out", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
+           "--width", "320", "--height", "240")  # fmt: skip
     from georay.models.vlm import tiny_qwen2vl
 
     # Stands in for the training artifact the README's $W/model is: same loading code path.
@@ -194,7 +195,7 @@ def head(token_cluster, work) -> Path:
     manifest = work / "world" / "manifest.parquet"
     seconds = token_cluster.submit(
         "jobs/curate.py", "fit", "--manifest", str(manifest), "--output", str(work / "head"),
-        "--sample", "40",
+        "--sample", "24",
     )  # fmt: skip
     token_cluster.timings["curate_fit_submit_s"] = seconds
     return work / "head"

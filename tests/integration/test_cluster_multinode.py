@@ -122,7 +122,8 @@ def _georay(*args: str, env=None) -> None:
 
 def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
     world = tmp_path / "world"
-    _georay("synth", "--out", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1")
+    _georay("synth", "--out", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
+            "--width", "320", "--height", "240")  # fmt: skip
     _upload(world, s3_bucket, "world")
     # Stage-1 SFT data (driver-only, no Ray): what the train job reads.
     _georay("knowledge", "--clues", str(world / "clues.jsonl"), "--output", str(tmp_path / "sft"))
@@ -134,7 +135,7 @@ def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
         "head": {"num_cpus": 0, "dashboard_port": free_port(),
                  "dashboard_agent_listen_port": free_port()},
         "fit": ["jobs/curate.py", "fit", "--manifest", manifest, "--output", f"{b}/head",
-                "--sample", "40"],
+                "--sample", "24"],
         # Small parts and blocks: the output commits progressively, so the node is lost with
         # work both done and pending.
         "score": ["jobs/curate.py", "score", "--manifest", manifest, "--head", f"{b}/head",
