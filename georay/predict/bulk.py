@@ -88,7 +88,11 @@ class PredictConfig(ModelSettings):
         default=0.5, metadata={"help": "CPUs per read+decode task (beside the model actors)"}
     )
     block_rows: int = field(
-        default=256, metadata={"help": "input rows per block (the unit of scheduling)"}
+        default=64,
+        metadata={
+            "help": "input rows per block (the unit of scheduling: small blocks start the "
+            "model actors sooner)"
+        },
     )
     rows_per_part: int = field(default=1024, metadata={"help": "rows per committed part file"})
     max_file_bytes: int = field(default=64 << 20, metadata={"help": "larger files are errors"})
