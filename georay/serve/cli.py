@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from georay.config import add_dataclass_args, from_args
 
@@ -13,6 +15,8 @@ def _run(args: argparse.Namespace) -> int:
     from georay.serve.app import ServeConfig, run
 
     cfg = from_args(ServeConfig, args)
+    # `docker stop` / Kubernetes send SIGTERM: shut the app down as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run(cfg, blocking=True)
     except KeyboardInterrupt:
