@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import shutil
 import socket
 import statistics
 import tempfile
@@ -208,6 +209,7 @@ def main() -> None:
         engine = bench_model(model, files, args.repeat, tokens)
     finally:
         ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
 
     b, s = online[16], online[1]
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
