@@ -88,7 +88,6 @@ def _prepare(cfg: DemoConfig) -> Path:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
     from georay.curate import FitConfig, ScoreConfig, fit, score
-    from georay.data.prompts import LOCATION_QUESTION
     from georay.data.synth import SynthConfig, generate_world
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
@@ -177,9 +176,6 @@ def run_demo(cfg: DemoConfig) -> dict:
             input=held_out,
             model=str(location),
             output=str(run / "predict"),
-            # A 7B model answers the paper's combined inference question; a ~200K-parameter
-            # model only answers the question it was trained on (stage 2's).
-            question=LOCATION_QUESTION,
         ),
     )
     step(

@@ -56,7 +56,13 @@ class ModelSettings:
     max_new_tokens: int = field(default=128, metadata={"help": "generation length limit"})
     batch_size: int = field(default=8, metadata={"help": "images per generate() call"})
     h3_resolution: int = field(default=5, metadata={"help": "H3 resolution of the h3 column"})
-    question: str = field(default=INFERENCE_QUESTION, metadata={"help": "prompt asked per image"})
+    question: str = field(
+        default="",
+        metadata={
+            "help": "prompt asked per image (default: the question the artifact's last stage "
+            "was trained on, else the paper's inference question)"
+        },
+    )
     device: str | None = field(
         default=None, metadata={"help": "torch device (default: cuda when present, else cpu)"}
     )
@@ -140,6 +146,21 @@ def _processor_max_pixels(processor) -> int | None:
     return int(value) if value else None
 
 
+def default_question(model: str) -> str:
+    """The question to ask ``model``: what its artifact's last stage was trained on, if any.
+
+    A 7B model answers the paper's combined inference question after both stages; a tiny
+    model answers only the question it was trained on, so an artifact that records one is
+    asked that. Base models (no artifact) get :data:`INFERENCE_QUESTION`.
+    """
+    from georay.models.artifact import is_artifact, trained_questions
+    from georay.models.vlm import localize
+
+    local = localize(model)  # cached: load_vlm fetched it already
+    questions = trained_questions(local) if is_artifact(local) else []
+    return questions[0] if questions else INFERENCE_QUESTION
+
+
 class Predictor:
     """A loaded model that turns RGB images into predictions rows.
 
@@ -159,6 +180,7 @@ class Predictor:
         device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = settings.dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
         self.model, self.processor = load_vlm(settings.model, device=device, dtype=dtype)
+        self.question = settings.question or default_question(settings.model)
         self.max_pixels = settings.max_pixels or _processor_max_pixels(self.processor)
         self.gazetteer = get_gazetteer()
         self.model_id = settings.model
@@ -177,7 +199,7 @@ class Predictor:
         from georay.models.vlm import as_rgb, prompt_text
 
         self.processor.tokenizer.padding_side = "left"
-        prompt = prompt_text(self.processor, self.settings.question)
+        prompt = prompt_text(self.processor, self.question)
         return self.processor(
             text=[prompt] * len(images),
             images=[as_rgb(image) for image in images],

@@ -77,12 +77,12 @@ def test_one_call_encoding_equals_the_shared_builder(predictor):
 
     images = [predictor.load_image(encode_jpeg(im)) for im in _images(5, seed=3)]
     ours = predictor.encode(images)
-    shared = encode_prompts(predictor.processor, images, [predictor.settings.question] * 5)
+    shared = encode_prompts(predictor.processor, images, [predictor.question] * 5)
     assert set(ours) == set(shared)
     for key in shared:
         assert torch.equal(ours[key], shared[key]), key
     texts = generate_answers(predictor.model, predictor.processor, images,
-                             predictor.settings.question, max_new_tokens=12)  # fmt: skip
+                             predictor.question, max_new_tokens=12)  # fmt: skip
     assert predictor.generate(images) == texts
 
 
