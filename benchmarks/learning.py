@@ -57,12 +57,11 @@ def held_out_accuracy(artifact: str, world: Path, question: str, batch: int = 32
     """Greedy answers for every test view; share whose country resolves to the truth."""
     import pyarrow.parquet as pq
 
+    from georay.data.answers import parse_answer
     from georay.data.images import decode_image
-    from georay.data.storage import read_bytes
+    from georay.data.storage import read_bytes, resolve_relative
     from georay.geo.gazetteer import get_gazetteer
-    from georay.knowledge.clues import resolve_image
     from georay.models.vlm import generate_answers, load_vlm
-    from georay.predict.parse import parse_answer
 
     table = pq.read_table(world / "manifest.parquet").to_pandas()
     test = table[table["split"] == "test"].reset_index(drop=True)
@@ -72,7 +71,7 @@ def held_out_accuracy(artifact: str, world: Path, question: str, batch: int = 32
     for start in range(0, len(test), batch):
         rows = test.iloc[start : start + batch]
         # Manifest URIs are relative to the manifest's folder.
-        images = [decode_image(read_bytes(resolve_image(u, str(world)))) for u in rows["uri"]]
+        images = [decode_image(read_bytes(resolve_relative(u, str(world)))) for u in rows["uri"]]
         texts += generate_answers(model, processor, images, question, max_new_tokens=40)
     predicted = [
         gazetteer.country_code(p.country) if (p := parse_answer(t)).country else None for t in texts
@@ -182,7 +181,7 @@ def render(summary: dict, args: argparse.Namespace) -> str:
             "",
             f"**Held-out country accuracy: {result['accuracy']:.1%}** on {result['n']} test "
             f"views, greedy decoding of the stage-2 question, answers parsed by "
-            f"`georay.predict.parse` and resolved by the gazetteer: "
+            f"`georay.data.answers` and resolved by the gazetteer: "
             f"**{result['accuracy'] / chance:.1f}x chance** ({chance:.1%}; bar: 3x)."
             + (
                 f" On the {result['n_locatable_views']} test views drawn with country cues "

@@ -52,7 +52,7 @@ def make_data(folder: Path, n: int) -> Path:
     """``n`` colour-coded 64x48 views of 8 'countries' and their stage-2 SFT file."""
     from georay.data import prompts
     from georay.data.images import encode_jpeg
-    from georay.knowledge.sft import SftExample, write_sft
+    from georay.data.sft import SftExample, write_sft
 
     rng = np.random.default_rng(0)
     palette = rng.integers(0, 256, (8, 3))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import posixpath
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +23,13 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from georay.data.storage import filesystem_for, is_s3, join_uri, read_bytes, write_bytes
+from georay.data.storage import (
+    filesystem_for,
+    parent_of,
+    read_bytes,
+    resolve_relative,
+    write_bytes,
+)
 
 REQUIRED_COLUMNS = ("image_id", "uri")
 MANIFEST_COLUMNS: dict[str, pa.DataType] = {
@@ -174,18 +179,12 @@ def _read_table(uri: str) -> pa.Table:
 
 
 def _resolve_uris(table: pa.Table, manifest_uri: str) -> pa.Table:
-    base = posixpath.dirname(str(manifest_uri)) if is_s3(manifest_uri) else None
-    if base is None:
-        _, path = filesystem_for(manifest_uri)
-        base = posixpath.dirname(path)
-    uris = table.column("uri").to_pylist()
-    out = [
-        u
-        if u is None or is_s3(u) or u.startswith(("/", "file://")) or "://" in u
-        else join_uri(base, u)
-        for u in uris
+    base = parent_of(manifest_uri)
+    uris = [
+        u if u is None or u.startswith("file://") else resolve_relative(u, base)
+        for u in table.column("uri").to_pylist()
     ]
-    return table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(out, pa.string()))
+    return table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(uris, pa.string()))
 
 
 def read_manifest(uri: str, *, resolve_uris: bool = True) -> pa.Table:

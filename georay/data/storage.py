@@ -11,6 +11,7 @@ local path (``file://`` accepted).
 from __future__ import annotations
 
 import os
+import posixpath
 from functools import cache
 from urllib.parse import urlparse
 
@@ -117,3 +118,21 @@ def list_files(uri: str, suffixes: tuple[str, ...] | list[str] | None = None) ->
             continue
         out.append(f"s3://{info.path}" if is_s3(uri) else info.path)
     return sorted(out)
+
+
+def parent_of(uri: str) -> str:
+    """The folder (local, made absolute) or ``s3://`` prefix holding the file ``uri``."""
+    if is_s3(uri):
+        return posixpath.dirname(str(uri))
+    return os.path.dirname(os.path.abspath(filesystem_for(uri)[1]))
+
+
+def resolve_relative(uri: str, base: str) -> str:
+    """``uri`` made absolute against ``base`` (a folder path or ``s3://`` prefix) if relative.
+
+    Manifests, clue files and SFT files name images relative to their own folder, so a whole
+    dataset folder can move (or be copied to S3) without rewriting its files.
+    """
+    if is_s3(uri) or "://" in uri or uri.startswith("/"):
+        return uri
+    return join_uri(base, uri)

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 
 from georay.data.storage import filesystem_for, join_uri, write_bytes
 from georay.evaluate.inputs import PREDICTION_COLUMNS, TRUTH_COLUMNS, read_table
-from georay.evaluate.places import CITY_RADIUS_KM
 from georay.evaluate.score import NO_CELL, Scored, group_stats, score
 from georay.geo.gazetteer import get_gazetteer
 from georay.geo.metrics import CONVENTIONS, THRESHOLDS_KM, distance_metrics, level_metrics
+from georay.geo.places import CITY_RADIUS_KM
 
 log = logging.getLogger(__name__)
 

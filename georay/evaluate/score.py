@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from h3.api.basic_int import latlng_to_cell as cell
 
-from georay.evaluate.places import city_of_coordinates
 from georay.geo.distance import haversine_km
 from georay.geo.gazetteer import Gazetteer
 from georay.geo.metrics import country_codes, geoscores
 from georay.geo.names import normalize_name
+from georay.geo.places import city_of_coordinates
 
 NO_CELL = np.uint64(0)
 

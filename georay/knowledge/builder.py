@@ -34,11 +34,11 @@ from georay.data.prompts import (
     location_answer,
     reasoning_answer,
 )
+from georay.data.sft import SftExample, write_sft
 from georay.data.storage import filesystem_for, join_uri, write_bytes
-from georay.evaluate.places import city_of_coordinates
 from georay.geo.gazetteer import Gazetteer, get_gazetteer
+from georay.geo.places import city_of_coordinates
 from georay.knowledge.clues import Clue, Dropped, locate_clue, read_clues
-from georay.knowledge.sft import SftExample, write_sft
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ CONVENTIONS = {
     "clue_location": "kept when the clue has a known country label, or when its text names "
     "exactly one country (directly or via a city of >= min_city_population); label wins over text",
     "stage2_city": "manifest 'city' column; where missing, the most populous GeoNames place "
-    "within 10 km of (lat, lon) if it lies in the row's country (georay.evaluate.places, the "
+    "within 10 km of (lat, lon) if it lies in the row's country (georay.geo.places, the "
     "convention evaluation uses for truth without a city)",
     "held_out": "rows (and clues about images) whose manifest 'split' differs from the "
     "configured split are excluded, so evaluation images are never trained on",

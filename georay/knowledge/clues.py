@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +30,15 @@ from dataclasses import dataclass
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from georay.data.storage import filesystem_for, is_s3, join_uri, read_bytes
+from georay.data.answers import parse_answer
+from georay.data.sft import SftExample, parse_sft_text
+from georay.data.storage import (
+    filesystem_for,
+    parent_of,
+    read_bytes,
+    resolve_relative,
+)
 from georay.geo.gazetteer import Gazetteer
-from georay.knowledge.sft import SftExample, parse_sft_text
-from georay.predict.parse import parse_answer
 
 # Column spellings accepted for each clue field (first present wins).
 _FIELDS = {
@@ -88,17 +92,6 @@ def _first(record: dict, field: str) -> str | None:
     return None
 
 
-def resolve_image(image: str, base: str) -> str:
-    """Make a relative image path absolute against the folder of the file that named it."""
-    if is_s3(image) or "://" in image or image.startswith("/"):
-        return image
-    return join_uri(base, image)
-
-
-def _base_of(uri: str) -> str:
-    return posixpath.dirname(uri) if is_s3(uri) else posixpath.dirname(filesystem_for(uri)[1])
-
-
 def _records(uri: str) -> list[dict]:
     """Raw rows of a clue file, by suffix: .jsonl/.json (incl. the authors' SFT list), .csv,
     .parquet."""
@@ -147,7 +140,7 @@ def read_clues(uri: str) -> tuple[list[Clue], list[Dropped]]:
     (list of Clue, list of Dropped)
         Rows that are not a usable clue (no image, no text, bad JSON) are dropped with a reason.
     """
-    base = _base_of(uri)
+    base = parent_of(uri)
     clues: list[Clue] = []
     dropped: list[Dropped] = []
     for i, record in enumerate(_records(uri)):
@@ -159,7 +152,7 @@ def read_clues(uri: str) -> tuple[list[Clue], list[Dropped]]:
             dropped.append(Dropped("clues", row_id, image, "unreadable_record", str(err)))
             continue
         clues.append(
-            Clue(clue.id, resolve_image(clue.image, base), clue.text, clue.country, clue.city)
+            Clue(clue.id, resolve_relative(clue.image, base), clue.text, clue.country, clue.city)
         )
     return clues, dropped
 

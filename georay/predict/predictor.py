@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from georay.data.answers import parse_answer
 from georay.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, open_image
 from georay.data.prompts import INFERENCE_QUESTION
-from georay.predict.parse import parse_answer
 from georay.predict.resolve import resolve_answer
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from georay.predict.parse import ParsedAnswer
+from georay.data.answers import ParsedAnswer
 
 
 class _Place(Protocol):

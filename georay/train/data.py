@@ -8,8 +8,6 @@ replaying the ones before ``s``.
 from __future__ import annotations
 
 import logging
-import os
-import posixpath
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +15,8 @@ import numpy as np
 import torch
 
 from georay.data.images import decode_image
-from georay.data.storage import is_s3, read_bytes
-from georay.knowledge.clues import resolve_image
-from georay.knowledge.sft import SftExample, read_sft
+from georay.data.sft import SftExample, read_sft
+from georay.data.storage import parent_of, read_bytes, resolve_relative
 from georay.models.vlm import IGNORE_INDEX, collate, encode_example
 
 log = logging.getLogger(__name__)
@@ -27,13 +24,9 @@ log = logging.getLogger(__name__)
 
 def load_examples(data_uri: str) -> list[SftExample]:
     """The SFT file's examples, image paths relative to the SFT file made absolute."""
-    base = (
-        posixpath.dirname(data_uri)
-        if is_s3(data_uri)
-        else os.path.dirname(os.path.abspath(data_uri))
-    )
+    base = parent_of(data_uri)
     return [
-        SftExample(ex.id, resolve_image(ex.image, base), ex.question, ex.answer)
+        SftExample(ex.id, resolve_relative(ex.image, base), ex.question, ex.answer)
         for ex in read_sft(data_uri)
     ]
 

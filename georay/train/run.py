@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from georay.data.sft import read_sft
 from georay.data.storage import filesystem_for, is_s3, join_uri, write_bytes
-from georay.knowledge.sft import read_sft
 from georay.models import artifact
 from georay.models.vlm import localize, tiny_qwen2vl
 from georay.train.config import TrainConfig

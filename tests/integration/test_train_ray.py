@@ -11,7 +11,7 @@ import torch
 
 from georay.data import prompts
 from georay.data.images import encode_jpeg
-from georay.knowledge.sft import SftExample, write_sft
+from georay.data.sft import SftExample, write_sft
 from georay.models import artifact
 from georay.train import TrainConfig, train
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from georay.evaluate.evaluator import cell_table, country_table, headline
-from georay.evaluate.places import city_of_coordinates
 from georay.evaluate.score import h3_cells, score
 from georay.geo.gazetteer import get_gazetteer
 from georay.geo.names import normalize_name
+from georay.geo.places import city_of_coordinates
 
 
 def test_cells_match_h3():

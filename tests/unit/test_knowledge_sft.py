@@ -7,7 +7,7 @@ import json
 import pytest
 
 from georay.data.prompts import REASONING_QUESTION
-from georay.knowledge.sft import (
+from georay.data.sft import (
     SftExample,
     read_sft,
     split_user_value,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from georay.data.answers import parse_answer
 from georay.geo.distance import haversine_km
 from georay.geo.gazetteer import get_gazetteer
-from georay.predict.parse import parse_answer
 from georay.predict.resolve import resolve_answer
 
 
