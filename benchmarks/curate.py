@@ -192,6 +192,9 @@ def measure(key: str, args, manifest: Path, uris: list[str], sub: Path) -> dict:
 def _init_ray() -> None:
     import ray
 
+    # Ray runs workers at nice 15 by default; on a machine shared with processes at nice 0 that
+    # starves the scoring actor, while (b) and (c) run at nice 0 in this process.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
@@ -208,7 +211,7 @@ def run(args) -> dict:
     n_manifest = sub / "manifest.parquet"
     write_manifest(table, str(n_manifest))
     _init_ray()
-    results: dict = {"n": args.n, "encoders": {}}
+    results: dict = {"n": args.n, "encoders": {}, "load": [os.getloadavg()[0]]}
     for key in args.encoders.split(","):
         results["encoders"][key] = measure(key, args, n_manifest, uris, sub)
         print(json.dumps({key: results["encoders"][key]}), flush=True)
@@ -225,6 +228,7 @@ def run(args) -> dict:
             mem[n] = {"peak_pss_gib": peak.peak / 2**30, "img_s": rate}
             print(json.dumps({"memory": {n: mem[n]}}), flush=True)
         results["memory"] = mem
+    results["load"].append(os.getloadavg()[0])
     return results
 
 
@@ -236,8 +240,11 @@ def report(args, results: dict, seconds: float) -> str:
         f"Command: `{' '.join([Path(sys.executable).name, '-m', 'benchmarks.curate', *sys.argv[1:]])}`  ",
         f"Machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"{seconds / 60:.1f} min. **The machine was shared with other agents while measuring** "
-        "(load average well above the core count), so absolute rates are low and noisy; the "
-        "ratios compare runs made back to back in the same process.",
+        f"(1-min load average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at "
+        "the end, on 2 cores), so absolute rates are noisy; the ratios compare runs made back to "
+        "back in the same process. Ray workers run at nice 0 "
+        "(`RAY_worker_niceness=0`, Ray's default is 15) so that (a) competes with the other "
+        "agents on the same terms as (b) and (c).",
         "",
         f"Up to {results['n']} synthetic 640x480 JPEGs (`georay synth --countries 8 --seed 0`); "
         f"(b) and (c) on the first {args.plain_n}; batch {args.batch}; medians of "
