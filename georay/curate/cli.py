@@ -9,23 +9,10 @@ from georay.config import add_dataclass_args, from_args
 from georay.curate.config import FitConfig, ScoreConfig
 
 
-def _init_ray() -> None:
-    """Join the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``; ``auto`` finds a
-    ``ray start`` cluster on this machine), else start a private local instance."""
-    import os
-
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
-    ray.data.DataContext.get_current().enable_progress_bars = False
-
-
 def _fit(args: argparse.Namespace) -> int:
     from georay.curate.fit import fit
 
     cfg = from_args(FitConfig, args)
-    _init_ray()
     info = fit(cfg)
     print(json.dumps({"output": cfg.output, "encoder": info["encoder"]["id"],
                       "metrics": info["metrics"]["holdout"]}, indent=2))  # fmt: skip
@@ -36,7 +23,6 @@ def _score(args: argparse.Namespace) -> int:
     from georay.curate.score import score
 
     cfg = from_args(ScoreConfig, args)
-    _init_ray()
     print(json.dumps(score(cfg), indent=2))
     return 0
 

@@ -25,6 +25,7 @@ from georay.curate.head import fit_ridge, regression_metrics, save_head
 from georay.curate.teacher import FRACTIONS, TEACHER, with_teacher
 from georay.data.manifest import read_manifest
 from georay.data.storage import join_uri, write_bytes
+from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
 ENCODER_FILE = "encoder.pt"
@@ -93,6 +94,7 @@ def fit(cfg: FitConfig) -> dict:
     dict
         The head's info (what ``head.json`` holds).
     """
+    init_ray()
     table = read_manifest(cfg.manifest)
     mode = _teacher_mode(cfg, table)
     sample = _sample(cfg, table, mode)

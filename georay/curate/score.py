@@ -30,6 +30,7 @@ from georay.curate.embedder import EncoderSpec, embed_dataset
 from georay.curate.head import load_head
 from georay.curate.teacher import TEACHER, with_teacher
 from georay.data.storage import join_uri, read_bytes, write_bytes
+from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ def _check_job(cfg: ScoreConfig, threshold: float, model: str) -> None:
 def score(cfg: ScoreConfig) -> dict:
     """Score every input image; returns (and writes) ``OUT/summary.json``.
 
-    Needs a running Ray (``ray.init()`` or an address in ``RAY_ADDRESS``).
+    Joins the Ray cluster in ``RAY_ADDRESS``, or starts a local one (:func:`init_ray`).
     """
+    init_ray()
     head = load_head(cfg.head)
     info = head.info
     threshold = cfg.threshold if cfg.threshold is not None else info["threshold"]

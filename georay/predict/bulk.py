@@ -32,6 +32,7 @@ from georay.predict.predictor import (
     decode_for_model,
     error_row,
 )
+from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +209,7 @@ def predict(cfg: PredictConfig) -> dict:
         included), ``answered``, ``skipped_exif``, ``rows_this_run``, ``elapsed_s``,
         ``images_per_s`` (this run).
     """
-    import ray
-
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()
     start = time.perf_counter()
     writer = pl.PartWriter(cfg.output, tables=("predictions",))
     done = writer.done_ids()

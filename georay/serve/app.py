@@ -43,6 +43,7 @@ from ray import serve
 
 from georay.data.images import ImageDecodeError
 from georay.predict.predictor import PREDICTION_FIELDS, ModelSettings, Predictor
+from georay.runtime import init_ray
 from georay.serve.fetch import FetchError, fetch_url
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,7 @@ def build_app(args: dict | ServeConfig):
 
 def run(cfg: ServeConfig, *, blocking: bool = True) -> None:
     """Start Serve on ``cfg.host:cfg.port`` and deploy the app (``georay serve``)."""
+    init_ray()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
     log.info("georay API on http://%s:%d%s", cfg.host, cfg.port, cfg.route_prefix)

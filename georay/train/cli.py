@@ -10,16 +10,12 @@ from georay.train.config import TrainConfig
 
 
 def _run(args: argparse.Namespace) -> int:
-    import ray
-
+    from georay.runtime import init_ray
     from georay.train.run import train
 
     cfg = from_args(TrainConfig, args)
-    ray.init(address=args.address or None, log_to_driver=False)
-    try:
-        summary = train(cfg)
-    finally:
-        ray.shutdown()
+    init_ray(args.address or None, log_to_driver=False)
+    summary = train(cfg)
     summary.pop("losses", None)
     print(json.dumps(summary, indent=2))
     return 0

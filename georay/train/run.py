@@ -28,6 +28,7 @@ from georay.data.sft import read_sft
 from georay.data.storage import filesystem_for, is_s3, join_uri, write_bytes
 from georay.models import artifact
 from georay.models.vlm import localize, tiny_qwen2vl
+from georay.runtime import init_ray
 from georay.train.config import TrainConfig
 from georay.train.loop import train_loop_per_worker
 
@@ -132,6 +133,7 @@ def train(cfg: TrainConfig) -> dict:
         the run went on from a checkpoint), ``median_tokens_per_s``, ``elapsed_s``,
         ``checkpoint`` (URI of the final Ray Train checkpoint), ``losses`` (per step).
     """
+    init_ray()
     import ray.train
     from ray.train.torch import TorchTrainer
 
