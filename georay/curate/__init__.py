@@ -6,8 +6,14 @@ on it by :func:`fit` and scores every image with :func:`score`, a streaming, res
 job built on :mod:`georay.pipeline`.
 """
 
-from georay.curate.config import FitConfig, PoolSettings, ScoreConfig
-from georay.curate.fit import fit
-from georay.curate.score import score
+from georay.lazy import lazy_exports
 
-__all__ = ["FitConfig", "PoolSettings", "ScoreConfig", "fit", "score"]
+_EXPORTS = {
+    "FitConfig": "georay.curate.config",
+    "PoolSettings": "georay.curate.config",
+    "ScoreConfig": "georay.curate.config",
+    "fit": "georay.curate.fit",
+    "score": "georay.curate.score",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,11 @@ tables, with a Markdown report and figures. No Ray here (see :mod:`georay.evalua
 one process with pyarrow/numpy is the right tool for this job).
 """
 
-from georay.evaluate.evaluator import EvaluateConfig, evaluate
+from georay.lazy import lazy_exports
 
-__all__ = ["EvaluateConfig", "evaluate"]
+_EXPORTS = {
+    "EvaluateConfig": "georay.evaluate.evaluator",
+    "evaluate": "georay.evaluate.evaluator",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,15 @@
 dropped and why. No Ray here: a few thousand clues and a manifest filter are a single-process job.
 """
 
-from georay.data.sft import SftExample, read_sft, to_chat_messages, write_sft
-from georay.knowledge.builder import KnowledgeConfig, build
+from georay.lazy import lazy_exports
 
-__all__ = ["KnowledgeConfig", "SftExample", "build", "read_sft", "to_chat_messages", "write_sft"]
+_EXPORTS = {
+    "KnowledgeConfig": "georay.knowledge.builder",
+    "build": "georay.knowledge.builder",
+    "SftExample": "georay.data.sft",
+    "read_sft": "georay.data.sft",
+    "to_chat_messages": "georay.data.sft",
+    "write_sft": "georay.data.sft",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,6 +1,10 @@
 """Stage 3: two-stage GeoReasoner fine-tuning on Ray Train (reasoning, then location)."""
 
-from georay.train.config import TrainConfig
-from georay.train.run import train
+from georay.lazy import lazy_exports
 
-__all__ = ["TrainConfig", "train"]
+_EXPORTS = {
+    "TrainConfig": "georay.train.config",
+    "train": "georay.train.run",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
