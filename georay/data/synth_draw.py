@@ -16,20 +16,12 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from georay.data.ade20k import NUM_CLASSES, class_names
+from georay.data.ade20k import NUM_CLASSES, class_id
 
 RGB = tuple[int, int, int]
 
 
 @cache
-def cls(name: str) -> int:
-    """ADE20K class id by its first alias (``"road"`` for ``"road, route"``)."""
-    for i, full in enumerate(class_names()):
-        if name == full or name == full.split(",")[0].strip():
-            return i
-    raise KeyError(f"unknown ADE20K class {name!r}")
-
-
 @dataclass(frozen=True)
 class CountryStyle:
     """How one country's streets look, and the words a clue uses for each cue."""
@@ -161,31 +153,31 @@ class Canvas:
     def __init__(self, width: int, height: int, sky: RGB):
         self.w, self.h = width, height
         self.rgb = Image.new("RGB", (width, height), sky)
-        self.lab = Image.new("L", (width, height), cls("sky"))
+        self.lab = Image.new("L", (width, height), class_id("sky"))
         self._d_rgb = ImageDraw.Draw(self.rgb)
         self._d_lab = ImageDraw.Draw(self.lab)
 
     def polygon(self, pts, rgb: RGB, c: str) -> None:
         self._d_rgb.polygon(pts, fill=rgb)
-        self._d_lab.polygon(pts, fill=cls(c))
+        self._d_lab.polygon(pts, fill=class_id(c))
 
     def rect(self, x0, y0, x1, y1, rgb: RGB, c: str) -> None:
         box = [int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))]
         if box[2] < box[0] or box[3] < box[1]:
             return
         self._d_rgb.rectangle(box, fill=rgb)
-        self._d_lab.rectangle(box, fill=cls(c))
+        self._d_lab.rectangle(box, fill=class_id(c))
 
     def ellipse(self, x0, y0, x1, y1, rgb: RGB, c: str) -> None:
         box = [int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))]
         if box[2] <= box[0] or box[3] <= box[1]:
             return
         self._d_rgb.ellipse(box, fill=rgb)
-        self._d_lab.ellipse(box, fill=cls(c))
+        self._d_lab.ellipse(box, fill=class_id(c))
 
     def line(self, pts, rgb: RGB, c: str, width: int) -> None:
         self._d_rgb.line(pts, fill=rgb, width=max(1, width))
-        self._d_lab.line(pts, fill=cls(c), width=max(1, width))
+        self._d_lab.line(pts, fill=class_id(c), width=max(1, width))
 
     def finish(self, rng: np.random.Generator, noise: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Pixels with mild sensor noise (so JPEG and models see texture) and the label map.
