@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,10 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(exports[name]), name)
+        value = getattr(importlib.import_module(exports[name]), name)
+        # Importing georay.curate.fit binds the *submodule* as the package attribute "fit";
+        # set the function over it so later lookups get what we export.
+        setattr(sys.modules[package], name, value)
+        return value
 
     return __getattr__
