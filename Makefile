@@ -30,4 +30,5 @@ test: lint
 	$(VENV)/bin/python -m pytest -q -rs
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m benchmarks.run
+	for area in geo data evaluate curate train learning predict; do \
+		$(VENV)/bin/python -m benchmarks.$$area || exit 1; done
