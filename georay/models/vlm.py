@@ -150,11 +150,13 @@ def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        # Head size 32 (64 / 2): vLLM's CPU attention accepts head sizes >= 32 only, and the
+        # same tiny model must run on both engines (DESIGN "Engines for generation").
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=1024,
-        # mrope_section splits head_dim/2 = 8 rotary frequencies over (time, height, width).
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        # mrope_section splits head_dim/2 = 16 rotary frequencies over (time, height, width).
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
         # No BOS: Qwen's template starts with <|im_start|>. EOS is end-of-turn, so generation
         # stops where the chat template ends the assistant's answer.
         bos_token_id=None,
@@ -165,7 +167,7 @@ def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any
         depth=1,
         embed_dim=32,
         hidden_size=64,  # the patch merger's output width = the text hidden size
-        num_heads=2,
+        num_heads=1,  # head size 32, as in the text model
         mlp_ratio=2,
         patch_size=14,
         spatial_merge_size=2,
