@@ -43,9 +43,9 @@ def world(path: Path, n: int) -> Path:
     """A synthetic world of >= n views at ``path`` (generated once); returns its manifest."""
     manifest = path / "manifest.parquet"
     if not manifest.exists() or read_manifest(str(manifest)).num_rows < n:
-        from georay.data.synth import SynthConfig, generate_world
+        from georay.synth.world import SynthConfig, generate_world
 
-        generate_world(SynthConfig(out=str(path), n=n, countries=8, seed=0))
+        generate_world(SynthConfig(output=str(path), n=n, countries=8, seed=0))
     return manifest
 
 
@@ -101,7 +101,7 @@ class PeakRSS:
 def bench_score(manifest: Path, head: Path, out: Path, **pool) -> tuple[float, dict]:
     from georay.curate import ScoreConfig, score
 
-    cfg = ScoreConfig(manifest=str(manifest), head=str(head), output=str(out), **pool)
+    cfg = ScoreConfig(input=str(manifest), head=str(head), output=str(out), **pool)
     t = time.perf_counter()
     summary = score(cfg)
     return summary["rows_in"] / (time.perf_counter() - t), summary

@@ -21,7 +21,7 @@ from PIL import Image
 
 from benchmarks.geo import BENCH_MD, machine, median_s
 from georay.data.images import decode_image
-from georay.data.synth import SynthConfig, build_world, generate_world
+from georay.synth.world import SynthConfig, build_world, generate_world
 
 AREA = "data"
 
@@ -40,7 +40,7 @@ def run(n: int = 2000) -> list[tuple[str, str]]:
         for workers in (1, 2):
             out = Path(tmp) / f"w{workers}"
             t = time.perf_counter()
-            generate_world(SynthConfig(out=str(out), n=n, countries=8, seed=0, workers=workers))
+            generate_world(SynthConfig(output=str(out), n=n, countries=8, seed=0, workers=workers))
             rates[workers] = n / (time.perf_counter() - t)
         rows.append((f"synth, {n} views 640x480, 1 process (baseline)", f"{rates[1]:.1f} img/s"))
         rows.append(

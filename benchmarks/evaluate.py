@@ -1,6 +1,6 @@
 """Evaluation throughput: the vectorized core on 1M rows, against the per-row reference.
 
-Baseline: ``georay.geo.metrics.summarize``, the straightforward implementation of the same
+Baseline: ``benchmarks.evaluate_reference.summarize``, the straightforward implementation of the same
 figures that normalizes and resolves names row by row, on the same 100K rows. Also times a full
 ``georay evaluate`` (read Parquet, score, tables, plots, report) on 1M rows. Writes the
 ``evaluate`` section of BENCHMARKS.md.
@@ -17,12 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks.evaluate_reference import summarize
 from benchmarks.geo import BENCH_MD, machine, median_s
 from georay.evaluate import EvaluateConfig, evaluate
 from georay.evaluate.evaluator import cell_table, country_table, headline
 from georay.evaluate.score import score
 from georay.geo.gazetteer import get_gazetteer
-from georay.geo.metrics import summarize
 
 AREA = "evaluate"
 
@@ -82,7 +82,7 @@ def run() -> list[tuple[str, str]]:
     return [
         ("metric core, 100K rows (score + country/cell tables at res 3, 5)", f"{ours:.2f} s"),
         (
-            "baseline: geo.metrics.summarize (per-row names), same 100K rows",
+            "baseline: evaluate_reference.summarize (per-row names), same 100K rows",
             f"{base:.2f} s ({base / ours:.1f}x slower)",
         ),  # fmt: skip
         ("metric core, 1M rows", f"{big:.2f} s ({1e6 / big:,.0f} rows/s)"),

@@ -28,12 +28,12 @@ PRESETS = Path(__file__).resolve().parents[1] / "georay" / "train" / "presets"
 
 def prepare(work: Path, n: int, countries: int) -> tuple[Path, Path]:
     """Synthetic world + SFT files (reused when already there)."""
-    from georay.data.synth import SynthConfig, generate_world
     from georay.knowledge.builder import KnowledgeConfig, build
+    from georay.synth.world import SynthConfig, generate_world
 
     world, sft = work / "world", work / "sft"
     if not (world / "manifest.parquet").exists():
-        generate_world(SynthConfig(out=str(world), n=n, countries=countries, seed=0))
+        generate_world(SynthConfig(output=str(world), n=n, countries=countries, seed=0))
     if not (sft / "location.jsonl").exists():
         build(
             KnowledgeConfig(
@@ -57,11 +57,11 @@ def held_out_accuracy(artifact: str, world: Path, question: str, batch: int = 32
     """Greedy answers for every test view; share whose country resolves to the truth."""
     import pyarrow.parquet as pq
 
-    from georay.data.answers import parse_answer
     from georay.data.images import decode_image
     from georay.data.storage import read_bytes, resolve_relative
     from georay.geo.gazetteer import get_gazetteer
     from georay.models.vlm import generate_answers, load_vlm
+    from georay.protocol.answers import parse_answer
 
     table = pq.read_table(world / "manifest.parquet").to_pandas()
     test = table[table["split"] == "test"].reset_index(drop=True)
@@ -181,7 +181,7 @@ def render(summary: dict, args: argparse.Namespace) -> str:
             "",
             f"**Held-out country accuracy: {result['accuracy']:.1%}** on {result['n']} test "
             f"views, greedy decoding of the stage-2 question, answers parsed by "
-            f"`georay.data.answers` and resolved by the gazetteer: "
+            f"`georay.protocol.answers` and resolved by the gazetteer: "
             f"**{result['accuracy'] / chance:.1f}x chance** ({chance:.1%}; bar: 3x)."
             + (
                 f" On the {result['n_locatable_views']} test views drawn with country cues "
@@ -221,7 +221,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from georay.data.prompts import INFERENCE_QUESTION, LOCATION_QUESTION
+    from georay.protocol.prompts import INFERENCE_QUESTION, LOCATION_QUESTION
 
     work = Path(args.work)
     if args.eval_only:

@@ -68,7 +68,8 @@ def bench_online(
     """Requests/s and latency for max_batch_size 16 vs 1, same app otherwise."""
     from ray import serve
 
-    from georay.serve.app import ServeConfig, build_app
+    from georay.serve.app import build_app
+    from georay.serve.config import ServeConfig
 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -82,7 +83,7 @@ def bench_online(
                 max_batch_size=batch,
                 max_ongoing_requests=32,
                 max_queued_requests=256,
-                num_cpus=1.0,
+                cpus_per_replica=1.0,
             )
             serve.run(build_app(cfg), name="bench", route_prefix="/")
             asyncio.run(_load(url, images[:32], concurrency))  # warm up
@@ -145,7 +146,7 @@ def bench_model(model: str, paths: list[Path], repeat: int, tokens: int) -> dict
 
 def bench_bulk(model: str, folder: Path, repeat: int, tokens: int) -> dict:
     from georay.models.vlm import TINY_MAX_PIXELS
-    from georay.predict.bulk import PredictConfig, predict
+    from georay.predict import PredictConfig, predict
 
     paths = sorted((folder / "images").glob("*.jpg"))
     serial, job = [], []
@@ -164,7 +165,7 @@ def bench_bulk(model: str, folder: Path, repeat: int, tokens: int) -> dict:
             )
             t = time.perf_counter()
             summary = predict(cfg)
-            job.append(summary["rows"] / (time.perf_counter() - t))
+            job.append(summary["rows_out"] / (time.perf_counter() - t))
         print(f"bulk run {i}: serial {serial[-1]:.1f} img/s, job {job[-1]:.1f} img/s", flush=True)
     return {"n": len(paths), "serial": statistics.median(serial), "job": statistics.median(job)}
 
@@ -191,13 +192,13 @@ def main() -> None:
 
     import ray
 
-    from georay.data.synth import SynthConfig, generate_world
     from georay.models.vlm import tiny_qwen2vl
+    from georay.synth.world import SynthConfig, generate_world
 
     work = Path(tempfile.mkdtemp(prefix="georay-bench-predict-"))
     tiny_qwen2vl(save_dir=work / "model")
     model = str(work / "model")
-    generate_world(SynthConfig(out=str(work / "world"), n=args.images, countries=8, seed=0))
+    generate_world(SynthConfig(output=str(work / "world"), n=args.images, countries=8, seed=0))
     files = sorted((work / "world" / "images").glob("*.jpg"))
     requests = [files[i % len(files)].read_bytes() for i in range(args.requests)]
 

@@ -50,9 +50,9 @@ def write_part(part: str, text: str) -> None:
 
 def make_data(folder: Path, n: int) -> Path:
     """``n`` colour-coded 64x48 views of 8 'countries' and their stage-2 SFT file."""
-    from georay.data import prompts
     from georay.data.images import encode_jpeg
-    from georay.data.sft import SftExample, write_sft
+    from georay.protocol import prompts
+    from georay.protocol.sft import SftExample, write_sft
 
     rng = np.random.default_rng(0)
     palette = rng.integers(0, 256, (8, 3))

@@ -1,8 +1,15 @@
-"""The ``georay`` command: one subcommand per stage, plus ``demo``.
+"""The ``georay`` command: one subcommand per stage, built from the stages' configs.
 
-Each stage package owns its subcommands in ``georay/<stage>/cli.py`` through a
-``register(subparsers)`` function that adds parsers and sets ``func`` on them. This file only
-lists the stages, so the CLI stays a thin layer: flags -> stage config -> stage function.
+Each stage package lists its subcommands in ``georay/<stage>/cli.py`` as ``COMMANDS``: a
+:class:`Command` names the config dataclass (its fields are the flags), the function that does
+the work (imported only when the command runs, so ``--help`` imports neither Ray nor torch), and
+how to show the result. This file turns those into ``argparse`` parsers and owns the one error
+policy of every command:
+
+* a user mistake (:class:`georay.errors.UserError`, or a config that fails validation) prints
+  ``georay <command>: error: <what and where>`` on stderr and exits with status 2;
+* ``-v`` logs at debug level and shows the traceback of such an error too;
+* anything else is a bug and fails loudly, with its traceback.
 """
 
 from __future__ import annotations
@@ -11,37 +18,79 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
-# Order is the order of the pipeline, and of `georay --help`.
-_COMMAND_MODULES = [
-    "georay.data.cli",  # synth, inspect
+from georay.command import Command, Group
+from georay.config import add_dataclass_args, check_inputs, from_args
+from georay.errors import UserError
+
+# Stage CLI modules, in pipeline order (the order of `georay --help`).
+STAGE_CLIS = [
+    "georay.synth.cli",  # synth
+    "georay.data.cli",  # inspect
     "georay.curate.cli",  # curate fit | score
     "georay.knowledge.cli",  # knowledge
     "georay.train.cli",  # train
-    "georay.predict.cli",  # predict
+    "georay.predict.cli",  # predict, export
     "georay.serve.cli",  # serve
     "georay.evaluate.cli",  # evaluate
-    "georay.demo",  # demo
+    "georay.demo.cli",  # demo
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``georay predict: error: ...``), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add(subparsers, command: Command) -> None:
+    parser = subparsers.add_parser(
+        command.name,
+        help=command.help,
+        description=command.description or command.help,
+    )
+    add_dataclass_args(parser, command.config, command.presets)
+    parser.set_defaults(command=command, prog=parser.prog)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="georay",
         description="GeoReasoner on Ray: curate, learn geo-reasoning, train, geotag, evaluate.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            # A stage that has not landed yet; anything else missing is a real error.
-            if err.name and name.startswith(err.name):
-                continue
-            raise
-        module.register(subparsers)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    subparsers = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    for name in STAGE_CLIS:
+        for entry in importlib.import_module(name).COMMANDS:
+            if isinstance(entry, Group):
+                group = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
+                sub = group.add_subparsers(
+                    dest=f"{entry.name}_command",
+                    metavar="{" + ",".join(c.name for c in entry.commands) + "}",
+                    required=True,
+                )
+                for command in entry.commands:
+                    _add(sub, command)
+            else:
+                _add(subparsers, entry)
     return parser
+
+
+def _function(target: str) -> Callable[[Any], Any]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _fail(prog: str, err: BaseException, verbose: bool) -> int:
+    if verbose:
+        import traceback
+
+        traceback.print_exception(err)
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,11 +100,29 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not getattr(args, "func", None):
+    command: Command | None = getattr(args, "command", None)
+    if command is None:
         parser.print_help()
         return 2
-    result = args.func(args)
-    return int(result or 0)
+    prog = args.prog
+    try:
+        # Any ValueError while building the config is the user's: validation of given values.
+        cfg = from_args(command.config, args, command.presets)
+        check_inputs(cfg)
+    except (ValueError, TypeError) as err:
+        return _fail(prog, err, args.verbose)
+    try:
+        result = _function(command.run)(cfg)
+    except UserError as err:
+        return _fail(prog, err, args.verbose)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    if result is not None:
+        print(command.show(result))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,124 +1,295 @@
 """Stage settings as dataclasses, exposed one-to-one as CLI flags, with optional YAML presets.
 
-Every stage has a ``@dataclass`` config whose fields carry their help text in
-``field(metadata={"help": ...})`` and validate themselves in ``__post_init__``. This module is the
-only place that turns such a class into ``argparse`` flags and back, so a field added to a config
-shows up on the command line (and in ``--help``) with no other change.
+Every stage has a ``@dataclass(kw_only=True)`` config deriving from :class:`Config`. Its fields
+are declared with :func:`option` (help text, and for paths whether they are read or written)
+and validated in ``__post_init__``. This module is the only place that turns such a class into
+``argparse`` flags and back, so a field added to a config shows up on the command line (and in
+``--help``) with no other change:
+
+* ``snake_case`` field -> ``--kebab-case`` flag; ``bool`` fields -> ``--flag/--no-flag``;
+  ``list[...]`` fields take comma-separated values;
+* flags default to "not given", so values layer as dataclass defaults < ``--preset`` < flags;
+* path fields given as local paths are made absolute where the command runs, before any Ray
+  worker (which runs in another working directory) sees them, and :func:`check_inputs` checks
+  that inputs exist there, so a typo fails in a second rather than minutes later in a worker.
+
+Config modules import nothing heavy (no Ray, no torch): ``georay <command> --help`` builds its
+parser from them alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 import types
 import typing
+from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
+from georay.errors import UserError
+
 T = TypeVar("T")
+PathKind = Literal["in", "out", "model"]
 
 
-def _flag(name: str) -> str:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    factory: Any = dataclasses.MISSING,
+    path: PathKind | None = None,
+    aliases: tuple[str, ...] = (),
+    positional: bool = False,
+) -> Any:
+    """A config field with its CLI help.
+
+    Parameters
+    ----------
+    default, factory
+        The field's default value or default factory; neither makes the flag required.
+    help
+        The ``--help`` text.
+    path
+        ``"in"``: a file or folder the stage reads (made absolute, checked to exist);
+        ``"out"``: one it writes (made absolute); ``"model"``: a local folder, ``s3://`` prefix
+        or hub id (made absolute when it names an existing local path).
+    aliases
+        Old flag spellings still accepted (hidden from ``--help``, with a note on stderr).
+    positional
+        A positional argument instead of a flag.
+    """
+    meta = {"help": help, "path": path, "aliases": aliases, "positional": positional}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _is_uri(value: str) -> bool:
+    return "://" in value
+
+
+def _resolve(value: Any, kind: PathKind) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, kind) for v in value]
+    if not isinstance(value, str) or not value or _is_uri(value):
+        return value
+    local = os.path.abspath(os.path.expanduser(value))
+    if kind == "model" and not os.path.exists(local):
+        return value  # a hub id such as Qwen/Qwen2-VL-2B-Instruct, or "tiny"
+    return local
+
+
+@dataclasses.dataclass(kw_only=True)
+class Config:
+    """Base of every stage config: makes the local paths it was given absolute."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            kind = f.metadata.get("path")
+            if kind:
+                setattr(self, f.name, _resolve(getattr(self, f.name), kind))
+
+
+@dataclasses.dataclass(kw_only=True)
+class RayConfig(Config):
+    """A stage that runs on a Ray cluster."""
+
+    address: str = option(
+        "",
+        help="Ray cluster to join (default: $RAY_ADDRESS, which `ray job submit` sets, else a "
+        "private local Ray)",
+    )
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field name: ``h3_resolution`` -> ``--h3-resolution``."""
     return "--" + name.replace("_", "-")
 
 
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """Strip ``Optional[...]`` / ``X | None``; return (inner type, is_optional)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+def _exists(uri: str) -> bool:
+    """True if a local path or S3 object/prefix exists; UserError if S3 cannot be reached."""
+    from pyarrow.fs import FileType
+
+    from georay.data.storage import filesystem_for
+
+    fs, path = filesystem_for(uri)
+    try:
+        return fs.get_file_info(path).type != FileType.NotFound
+    except OSError as err:
+        raise UserError(f"cannot reach {uri}: {err}") from None
+
+
+def check_inputs(cfg: Any) -> None:
+    """Raise :class:`UserError` naming the flag of the first input path that does not exist.
+
+    Checks ``path="in"`` fields, and ``path="model"`` fields that are clearly paths (absolute
+    after resolution, or ``s3://``); a hub id cannot be checked without the hub.
+    """
+    for f in dataclasses.fields(cfg):
+        kind = f.metadata.get("path")
+        value = getattr(cfg, f.name)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if not isinstance(v, str) or not v:
+                continue
+            is_path = kind == "in" or (kind == "model" and (v.startswith(("/", "s3://"))))
+            if is_path and not _exists(v):
+                name = f.name if f.metadata.get("positional") else flag(f.name)
+                raise UserError(f"{name}: no such file or folder: {v}")
+
+
+def _base_type(tp: Any) -> Any:
+    """Strip ``Optional[...]`` / ``X | None``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+            return args[0]
+    return tp
 
 
 def _converter(tp: Any):
-    tp, _ = _base_type(tp)
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
+    tp = _base_type(tp)
+    if typing.get_origin(tp) in (list, tuple):
         (inner, *_) = typing.get_args(tp) or (str,)
         conv = _converter(inner)
-        return lambda text: [conv(part) for part in text.split(",") if part.strip()]
-    if tp is bool:
-        return _parse_bool
-    if tp in (int, float, str):
-        return tp
-    return str
+        return lambda text: [conv(part.strip()) for part in text.split(",") if part.strip()]
+    return tp if tp in (int, float, str) else str
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one ``--flag`` per field of the dataclass ``cls`` (plus ``--preset YAML``).
+class _Renamed(argparse.Action):
+    """An old flag spelling: stores into the new field and says so on stderr."""
 
-    Flags default to ``None`` so that :func:`from_args` can tell "not given" from a value and
-    layer defaults < preset < flags.
+    def __init__(self, *args, new: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is now {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, presets: str = "") -> None:
+    """Add one flag per field of the dataclass ``cls``, plus ``--preset``.
+
+    Flags default to ``None`` so that :func:`from_args` can tell "not given" from a value.
+    ``presets`` names the package whose ``presets/`` folder ``--preset NAME`` looks in.
     """
     hints = typing.get_type_hints(cls)
+    shipped = preset_names(presets)
     parser.add_argument(
-        "--preset", default=None, help="YAML file of field values; flags given override it"
+        "--preset",
+        default=None,
+        help="YAML file of field values (flags given override it)"
+        + (f"; shipped presets: {', '.join(shipped)}" if shipped else ""),
     )
-    for f in dataclasses.fields(cls):
-        if not f.init:
+    # Required fields first: they are what a newcomer has to give.
+    for f in sorted((f for f in dataclasses.fields(cls) if f.init), key=lambda f: not _required(f)):
+        tp = _base_type(hints[f.name])
+        default = _default(f)
+        text = f.metadata.get("help", "")
+        if default not in (None, "", []) and tp is not bool:
+            text += f" (default: {','.join(map(str, default)) if isinstance(default, list) else default})"
+        if _required(f):
+            text += " [required]"
+        if f.metadata.get("positional"):  # a list of values, e.g. `georay inspect IMG...`
+            parser.add_argument(f.name, nargs="+", metavar=f.name.upper(), help=text)
             continue
-        tp = hints[f.name]
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        )
-        help_text = f.metadata.get("help", "")
-        if default is not None and default != "":
-            help_text = f"{help_text} (default: {default})"
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        parser.add_argument(
-            _flag(f.name),
-            dest=f.name,
-            type=_converter(tp),
-            default=None,
-            help=help_text + (" [required]" if required else ""),
-        )
+        if tp is bool:
+            kwargs: dict = {"action": argparse.BooleanOptionalAction}
+            text += f" (default: {'on' if default else 'off'})"
+        else:
+            kwargs = {"type": _converter(tp), "metavar": f.name.upper()}
+        parser.add_argument(flag(f.name), dest=f.name, default=None, help=text, **kwargs)
+        for alias in f.metadata.get("aliases", ()):
+            parser.add_argument(
+                alias,
+                dest=f.name,
+                type=kwargs.get("type"),
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+                action=_Renamed,
+                new=flag(f.name),
+            )
 
 
-def load_preset(path: str | Path) -> dict[str, Any]:
-    """Read a YAML preset: a mapping of config field names (``-`` or ``_``) to values."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+def preset_names(package: str) -> list[str]:
+    """Names of the YAML presets shipped in ``<package>/presets/`` (empty if none)."""
+    if not package:
+        return []
+    folder = resources.files(package).joinpath("presets")
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def find_preset(name: str, package: str = "") -> Path:
+    """A preset file: ``name`` itself when it is a file, else ``<package>/presets/NAME[.yaml]``."""
+    if Path(name).is_file():
+        return Path(name)
+    if package:
+        stem = name.removesuffix(".yaml")
+        candidate = resources.files(package).joinpath("presets", stem + ".yaml")
+        if candidate.is_file():
+            return Path(str(candidate))
+    known = ", ".join(preset_names(package)) or "none shipped"
+    raise UserError(f"--preset {name}: no such file or shipped preset (shipped: {known})")
+
+
+def load_preset(path: str | Path, package: str = "") -> dict[str, Any]:
+    """Read a YAML preset (a file, or a name shipped in ``package``): field names -> values."""
+    path = find_preset(str(path), package)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"preset {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"preset {path} must be a mapping of field names to values")
+        raise UserError(f"preset {path} must be a mapping of field names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def from_args(cls: type[T], args: argparse.Namespace) -> T:
-    """Build ``cls`` from parsed flags: dataclass defaults < ``--preset`` file < explicit flags."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+def from_args(cls: type[T], args: argparse.Namespace, presets: str = "") -> T:
+    """Build ``cls`` from parsed flags: dataclass defaults < ``--preset`` file < explicit flags.
+
+    Raises
+    ------
+    UserError
+        A missing required flag, or a preset naming fields ``cls`` does not have.
+    ValueError
+        From the config's own validation.
+    """
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = {f.name for f in fields}
     values: dict[str, Any] = {}
     preset = getattr(args, "preset", None)
     if preset:
-        values.update(load_preset(preset))
+        values.update(load_preset(preset, presets))
         unknown = set(values) - names
         if unknown:
-            raise ValueError(f"preset {preset} has unknown fields: {sorted(unknown)}")
+            raise UserError(f"preset {preset} has unknown fields: {sorted(unknown)}")
     for name in names:
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
-    missing = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.init
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-        and f.name not in values
-    ]
+    missing = [flag(f.name) for f in fields if _required(f) and f.name not in values]
     if missing:
-        raise SystemExit("missing required flags: " + ", ".join(_flag(m) for m in missing))
+        raise UserError("missing required flag(s): " + ", ".join(missing))
     return cls(**values)

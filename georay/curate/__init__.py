@@ -10,7 +10,6 @@ from georay.lazy import lazy_exports
 
 _EXPORTS = {
     "FitConfig": "georay.curate.config",
-    "PoolSettings": "georay.curate.config",
     "ScoreConfig": "georay.curate.config",
     "fit": "georay.curate.fit",
     "score": "georay.curate.score",

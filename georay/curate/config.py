@@ -2,79 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from georay.config import option
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
-from georay.data.images import DEFAULT_MAX_PIXELS
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
-@dataclass(kw_only=True)
-class PoolSettings:
-    """How the encoder stage runs on the cluster (shared by fit and score)."""
-
-    batch_size: int = field(default=64, metadata=_help("images per encoder forward pass"))
-    num_actors: int = field(default=1, metadata=_help("encoder actors (one model copy each)"))
-    actor_cpus: float | None = field(
-        default=None,
-        metadata=_help("CPUs reserved per actor; empty = auto (leaves a CPU for reads/decode)"),
-    )
-    gpus_per_actor: float | None = field(
-        default=None, metadata=_help("GPUs per actor; empty = 1 when the cluster has GPUs")
-    )
-    decode_cpus: float = field(
-        default=1.0,
-        metadata=_help("CPUs per fetch/decode task; < 1 packs more decode tasks per core"),
-    )
-    torch_threads: int = field(
-        default=0, metadata=_help("torch CPU threads per actor; 0 = node CPUs / actors")
-    )
-    max_pixels: int = field(
-        default=DEFAULT_MAX_PIXELS, metadata=_help("larger images become error rows")
-    )
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.num_actors < 1:
-            raise ValueError("batch_size and num_actors must be >= 1")
-        if self.actor_cpus is not None and self.actor_cpus <= 0:
-            raise ValueError(f"actor_cpus must be > 0, got {self.actor_cpus}")
-        if self.decode_cpus <= 0:
-            raise ValueError(f"decode_cpus must be > 0, got {self.decode_cpus}")
-        if self.max_pixels < 1:
-            raise ValueError("max_pixels must be >= 1")
+from georay.pipeline.settings import BulkSettings, PoolSettings
 
 
 @dataclass(kw_only=True)
 class FitConfig(PoolSettings):
     """``georay curate fit``: label a sample with the teacher, embed it, fit the head."""
 
-    manifest: str = field(metadata=_help("manifest (Parquet/CSV/JSONL, local or s3://)"))
-    output: str = field(metadata=_help("folder or s3:// prefix for the fitted head"))
-    encoder: str = field(default="tiny", metadata=_help("open_clip model name, or 'tiny'"))
-    pretrained: str | None = field(
-        default=None, metadata=_help("open_clip pretrained tag or checkpoint; empty = random")
+    manifest: str = option(help="manifest (Parquet/CSV/JSONL, local or s3://)", path="in")
+    output: str = option(help="folder or s3:// prefix for the fitted head", path="out")
+    encoder: str = option("tiny", help="open_clip model name, or 'tiny' / 'small' (built in code)")
+    pretrained: str | None = option(
+        None, help="open_clip pretrained tag or checkpoint; empty = random init"
     )
-    seed: int = field(default=0, metadata=_help("sampling and random-init seed"))
-    teacher: str = field(
-        default="auto",
-        metadata=_help("'manifest' (ade20k_fractions column), 'segmenter', or 'auto'"),
+    seed: int = option(0, help="sampling and random-init seed")
+    teacher: str = option(
+        "auto", help="'manifest' (ade20k_fractions column), 'segmenter', or 'auto'"
     )
-    segmenter: str | None = field(
-        default=None, metadata=_help("ADE20K segmenter: local dir, s3:// prefix or hub id")
+    segmenter: str | None = option(
+        None, help="ADE20K segmenter: local dir, s3:// prefix or hub id", path="model"
     )
-    teacher_side: int = field(
-        default=512, metadata=_help("image side the segmenter sees (centre crop)")
-    )
-    sample: int = field(default=1000, metadata=_help("teacher-labelled images to fit on"))
-    holdout: float = field(
-        default=0.2, metadata=_help("fraction held out (by image_id hash) for fit metrics")
-    )
-    threshold: float = field(
-        default=LOCATABILITY_THRESHOLD, metadata=_help("default keep threshold saved with head")
-    )
+    teacher_side: int = option(512, help="image side the segmenter sees (centre crop)")
+    sample: int = option(1000, help="teacher-labelled images to fit on")
+    holdout: float = option(0.2, help="fraction held out (by image_id hash) for fit metrics")
+    threshold: float = option(LOCATABILITY_THRESHOLD, help="default keep threshold saved with head")
+    batch_size: int = option(64, help="images per encoder forward pass")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,41 +45,28 @@ class FitConfig(PoolSettings):
 
 
 @dataclass(kw_only=True)
-class ScoreConfig(PoolSettings):
+class ScoreConfig(BulkSettings):
     """``georay curate score``: score every image with a fitted head; resumable."""
 
-    head: str = field(metadata=_help("fitted head folder or s3:// prefix (curate fit)"))
-    output: str = field(metadata=_help("output folder or s3:// prefix"))
-    manifest: str | None = field(default=None, metadata=_help("manifest to score"))
-    images: str | None = field(default=None, metadata=_help("folder or s3:// prefix of images"))
-    webdataset: str | None = field(
-        default=None, metadata=_help("WebDataset .tar shard, or folder / prefix of shards")
+    input: str = option(
+        help="manifest (Parquet/CSV/JSONL), folder or s3:// prefix of images, or WebDataset "
+        "tar shard(s)",
+        path="in",
+        aliases=("--manifest", "--images", "--webdataset"),  # one flag since the kind is detected
     )
-    threshold: float | None = field(
-        default=None, metadata=_help("keep threshold; empty = the head's (0.4 by default)")
+    head: str = option(help="fitted head folder or s3:// prefix (curate fit)", path="in")
+    threshold: float | None = option(
+        None, help="keep threshold; empty = the head's (0.4 by default)"
     )
-    embeddings: bool = field(
-        default=False, metadata=_help("also write OUT/embeddings/ (image_id, embedding)")
-    )
-    sha256: bool = field(default=False, metadata=_help("add a sha256 column of image bytes"))
-    rows_per_part: int = field(default=1024, metadata=_help("rows per committed output part"))
-    block_rows: int = field(default=128, metadata=_help("input rows per Ray Data block"))
-    bins: int = field(default=10, metadata=_help("histogram bins over [0, 1] in summary.json"))
+    embeddings: bool = option(False, help="also write OUT/embeddings/ (image_id, embedding)")
+    sha256: bool = option(False, help="add a sha256 column of image bytes")
+    bins: int = option(10, help="histogram bins over [0, 1] in summary.json")
+    batch_size: int = option(64, help="images per encoder forward pass")
+    block_rows: int = option(128, help="input rows per Ray Data block (the unit of scheduling)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        given = [k for k in ("manifest", "images", "webdataset") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError("give exactly one input: --manifest, --images or --webdataset")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.rows_per_part < 1 or self.block_rows < 1 or self.bins < 1:
-            raise ValueError("rows_per_part, block_rows and bins must be >= 1")
-
-    @property
-    def source(self) -> tuple[str, str]:
-        """(uri, kind) of the one input given."""
-        for kind in ("manifest", "images", "webdataset"):
-            if getattr(self, kind):
-                return getattr(self, kind), kind
-        raise AssertionError("unreachable: validated in __post_init__")
+        if self.bins < 1:
+            raise ValueError("bins must be >= 1")

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from georay.data.ade20k import locatability
-from georay.pipeline import clean_status, ok_mask
+from georay.pipeline.settings import PoolSettings
+from georay.pipeline.stages import clean_status, images_of, ok_mask
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def load_encoder(spec: EncoderSpec, device: str = "cpu"):
 
 
 class Embedder:
-    """Ray Data callable class: ``pixels`` -> ``embedding`` [+ ``locatability``, teacher].
+    """Ray Data callable class: decoded ``pixels`` -> ``embedding`` [+ ``locatability``, teacher].
 
     Parameters
     ----------
@@ -112,12 +113,15 @@ class Embedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from georay.models.clip import encode
 
-        pixels = batch.pop("pixels")
         ok = ok_mask(batch)
+        rows = np.flatnonzero(ok)
+        pixels = np.stack(images_of(batch, rows)) if len(rows) else None
+        for key in ("pixels", "height", "width"):
+            batch.pop(key)
         n = len(ok)
         emb = None
-        if ok.any():
-            emb_ok = encode(self.visual, self.pre, self._encoder_pixels(pixels[ok]))
+        if pixels is not None:
+            emb_ok = encode(self.visual, self.pre, self._encoder_pixels(pixels))
             emb = np.zeros((n, emb_ok.shape[1]), dtype=np.float32)
             emb[ok] = emb_ok
         if self.head is not None:
@@ -130,8 +134,8 @@ class Embedder:
             from georay.models.segmenter import class_fractions
 
             teacher = np.full(n, np.nan, dtype=np.float32)
-            if ok.any():
-                teacher[ok] = locatability(class_fractions(*self.segmenter, pixels[ok]))
+            if pixels is not None:
+                teacher[ok] = locatability(class_fractions(*self.segmenter, pixels))
             batch["teacher_locatability"] = teacher
         if self.keep_embedding and emb is not None:
             batch["embedding"] = emb
@@ -142,27 +146,18 @@ def embed_dataset(
     ds,
     encoder: EncoderSpec,
     side: int,
-    pool,
+    pool: PoolSettings,
     *,
     head: str | None = None,
     segmenter: str | None = None,
     keep_embedding: bool = True,
     sha256: bool = False,
-    max_pixels: int | None = None,
     model_id: str = "",
 ):
-    """Pipeline rows -> fetch bytes -> decode to ``side`` (CPU tasks) -> :class:`Embedder` pool.
-
-    ``pool`` is a :class:`georay.curate.config.PoolSettings` (or a config inheriting it).
-    """
+    """Pipeline rows -> load images at ``side`` (CPU tasks) -> :class:`Embedder` pool."""
     from georay import pipeline as pl
 
-    decode_kwargs = {"side": side}
-    if max_pixels:
-        decode_kwargs["max_pixels"] = max_pixels
-    cpus = pool.decode_cpus
-    ds = ds.map_batches(pl.fetch_bytes, fn_kwargs={"sha256": sha256}, num_cpus=cpus)
-    ds = ds.map_batches(pl.decode_images, fn_kwargs=decode_kwargs, num_cpus=cpus)
+    ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
     return ds.map_batches(
         Embedder,
         fn_constructor_kwargs={
@@ -174,8 +169,6 @@ def embed_dataset(
             "pool_size": pool.num_actors,
             "model_id": model_id,
         },
-        batch_size=pool.batch_size,
-        **pl.actor_pool_options(
-            pool.num_actors, num_gpus=pool.gpus_per_actor, num_cpus=pool.actor_cpus
-        ),
+        batch_format="numpy",
+        **pl.actor_pool_options(pool),
     )

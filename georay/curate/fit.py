@@ -25,6 +25,7 @@ from georay.curate.head import fit_ridge, regression_metrics, save_head
 from georay.curate.teacher import FRACTIONS, TEACHER, with_teacher
 from georay.data.manifest import read_manifest
 from georay.data.storage import join_uri, write_bytes
+from georay.errors import UserError
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _teacher_mode(cfg: FitConfig, table: pa.Table) -> str:
         return "manifest"
     if cfg.segmenter:
         return "segmenter"
-    raise ValueError(f"{cfg.manifest} has no {FRACTIONS} column: give --segmenter")
+    raise UserError(f"{cfg.manifest} has no {FRACTIONS} column: give --segmenter")
 
 
 def _sample(cfg: FitConfig, table: pa.Table, mode: str) -> pa.Table:
@@ -82,7 +83,7 @@ def _collect(ds) -> tuple[list[str], np.ndarray, np.ndarray, int]:
             embs.append(np.asarray(batch["embedding"])[ok])
             teacher.append(np.asarray(batch[TEACHER], dtype=np.float64)[ok])
     if not ids:
-        raise ValueError("no image of the sample could be embedded")
+        raise UserError("no image of the sample could be embedded (see the input's error rows)")
     return ids, np.concatenate(embs), np.concatenate(teacher), errors
 
 
@@ -94,7 +95,7 @@ def fit(cfg: FitConfig) -> dict:
     dict
         The head's info (what ``head.json`` holds).
     """
-    init_ray()
+    init_ray(cfg.address)
     table = read_manifest(cfg.manifest)
     mode = _teacher_mode(cfg, table)
     sample = _sample(cfg, table, mode)
@@ -110,7 +111,6 @@ def fit(cfg: FitConfig) -> dict:
         max(side, cfg.teacher_side) if segmenter else side,
         cfg,
         segmenter=segmenter,
-        max_pixels=cfg.max_pixels,
     )
     ids, emb, y, errors = _collect(ds)
     labelled = ~np.isnan(y)
@@ -118,7 +118,7 @@ def fit(cfg: FitConfig) -> dict:
     emb, y = emb[labelled], y[labelled]
     held = holdout_mask(ids, cfg.holdout, cfg.seed)
     if held.sum() < 3 or (~held).sum() < 10:
-        raise ValueError(f"sample too small to hold out {cfg.holdout:.0%}: {len(ids)} labelled")
+        raise UserError(f"sample too small to hold out {cfg.holdout:.0%}: {len(ids)} labelled")
     head = fit_ridge(emb[~held], y[~held], seed=cfg.seed)
     weights = ENCODER_FILE if spec.weights else None
     head.info = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import ExifTags, Image
 
-from georay.data.images import ImageDecodeError, decode_image, open_image
+from georay.data.images import ImageDecodeError, decode_image, display_size, open_image
 from georay.data.storage import read_bytes
 
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
@@ -121,14 +121,8 @@ def inspect_image(path_or_uri: str, check: bool = False) -> dict[str, Any]:
         Unreadable file or non-image content.
     """
     data = read_bytes(str(path_or_uri))
-    img = open_image(data, max_pixels=2**62)  # inspection never decodes pixels: no limit
-    width, height = img.size
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:
-        orientation = 1
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
+    img = open_image(data, max_image_pixels=2**62)  # inspection never decodes pixels: no limit
+    width, height = display_size(img)
     gps = _gps_of(img)
     info: dict[str, Any] = {
         "file": str(path_or_uri),

@@ -5,17 +5,29 @@ Fast: when the caller asks for a smaller size, a JPEG is decoded with DCT scalin
 checked on the header *before* any decoding (a decompression bomb never allocates), and every
 failure (zero bytes, truncated stream, not an image, too many pixels) raises
 :class:`ImageDecodeError` with a short ``reason`` that pipeline stages copy into an error row.
+
+Two limits, two names, everywhere in georay: ``max_image_pixels`` *rejects* larger images (a
+decompression-bomb guard); ``max_pixels`` *downscales* to at most that many pixels (the size a
+model sees). The two decode geometries the stages use are :func:`decode_square` (CLIP: short
+side to ``side``, centre crop) and :func:`decode_fit` (VLMs: aspect kept, at most
+``max_pixels``).
 """
 
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # 8K x 8K: far above any street view or archive scan we expect, far below what exhausts memory.
-DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+# What the stages list in a folder of images. Formats Pillow cannot read (HEIC without a plugin)
+# are listed anyway, so they become error rows that say so instead of vanishing.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic")
+# EXIF orientations 5-8 rotate by 90 degrees: the displayed image has width and height swapped.
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 class ImageDecodeError(Exception):
@@ -26,14 +38,14 @@ class ImageDecodeError(Exception):
         self.reason = reason
 
 
-def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(data: bytes, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Open (header only) an image from bytes, enforcing the pixel limit.
 
     Parameters
     ----------
     data
         Encoded image bytes.
-    max_pixels
+    max_image_pixels
         Largest width * height accepted, checked on the header before decoding.
 
     Returns
@@ -57,18 +69,35 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid image size {width}x{height}")
-    if width * height > max_pixels:
+    if width * height > max_image_pixels:
         raise ImageDecodeError(
-            f"too many pixels: {width}x{height} = {width * height} > max_pixels={max_pixels}"
+            f"too many pixels: {width}x{height} = {width * height} > "
+            f"max_image_pixels={max_image_pixels}"
         )
     return img
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag of a JPEG (1 = as stored; unreadable EXIF counts as 1)."""
+    if img.format not in ("JPEG", "MPO"):
+        return 1
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # a malformed EXIF block means "as stored", not a failure
+        return 1
+
+
+def display_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` as displayed, after the EXIF rotation the decoder applies."""
+    width, height = img.size
+    return (height, width) if orientation(img) in _SWAPPING_ORIENTATIONS else (width, height)
 
 
 def decode_image(
     data: bytes,
     size: tuple[int, int] | None = None,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Decode encoded image bytes to an RGB array.
 
@@ -79,7 +108,7 @@ def decode_image(
     size
         Target ``(width, height)``; ``None`` keeps the decoded size. When smaller than the image,
         JPEGs use draft mode (DCT scaling to at least ``size``) before the final resize.
-    max_pixels
+    max_image_pixels
         Decompression-bomb limit on ``width * height`` of the stored image.
 
     Returns
@@ -92,12 +121,12 @@ def decode_image(
     ImageDecodeError
         Zero-byte, truncated, non-image or oversized input.
     """
-    img = open_image(data, max_pixels=max_pixels)
+    img = open_image(data, max_image_pixels=max_image_pixels)
     try:
         if size is not None:
-            # Orientation 5-8 swap axes: draft against the stored (unrotated) layout.
-            orient = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "MPO") else 1
-            draft_size = (size[1], size[0]) if orient in (5, 6, 7, 8) else size
+            # Draft against the stored (unrotated) layout: orientations 5-8 swap the axes.
+            swap = orientation(img) in _SWAPPING_ORIENTATIONS
+            draft_size = (size[1], size[0]) if swap else size
             if img.format in ("JPEG", "MPO") and (
                 draft_size[0] < img.size[0] and draft_size[1] < img.size[1]
             ):
@@ -115,6 +144,48 @@ def decode_image(
         raise ImageDecodeError(f"truncated or corrupt image data: {err}") from None
     except Exception as err:
         raise ImageDecodeError(f"decode failed: {type(err).__name__}: {err}") from None
+
+
+def cover_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(w, h) with the short side = ``side`` and the aspect ratio kept (open_clip's Resize)."""
+    scale = side / min(width, height)
+    return max(side, round(width * scale)), max(side, round(height * scale))
+
+
+def fit_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int] | None:
+    """The ``(width, height)`` with at most ``max_pixels`` pixels, aspect kept; None if it fits.
+
+    Keeping the aspect ratio lets a VLM processor's own resize do no more work, and lets JPEG
+    draft mode skip most of the decode for large photos.
+    """
+    if not max_pixels or width * height <= max_pixels:
+        return None
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def decode_square(
+    data: bytes, side: int, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Decode to ``(side, side, 3)`` uint8: resize the short side to ``side``, centre crop.
+
+    The geometry of open_clip's ``Resize(side) + CenterCrop(side)``, through JPEG draft mode and
+    with no float conversion: normalisation happens batched on the model's device.
+    """
+    img = open_image(data, max_image_pixels=max_image_pixels)
+    w, h = cover_size(*display_size(img), side)
+    pixels = decode_image(data, (w, h), max_image_pixels=max_image_pixels)
+    top, left = (h - side) // 2, (w - side) // 2
+    return pixels[top : top + side, left : left + side]
+
+
+def decode_fit(
+    data: bytes, max_pixels: int | None, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Decode to RGB uint8 with at most ``max_pixels`` pixels (aspect kept; None: full size)."""
+    img = open_image(data, max_image_pixels=max_image_pixels)
+    size = fit_size(*display_size(img), max_pixels)
+    return decode_image(data, size, max_image_pixels=max_image_pixels)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -19,17 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.fs as pafs
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from georay.data.storage import (
-    filesystem_for,
-    parent_of,
-    read_bytes,
-    resolve_relative,
-    write_bytes,
-)
+from georay.data.storage import parent_of, resolve_relative, write_bytes
+from georay.data.tables import is_folder, read_table, table_format
+from georay.errors import UserError
 
 REQUIRED_COLUMNS = ("image_id", "uri")
 MANIFEST_COLUMNS: dict[str, pa.DataType] = {
@@ -44,20 +38,8 @@ MANIFEST_COLUMNS: dict[str, pa.DataType] = {
 _SHOW = 5  # offending rows named in an error message
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A manifest that breaks the contract; the message names the column and offending rows."""
-
-
-def manifest_format(uri: str) -> str:
-    """``"parquet"``, ``"csv"`` or ``"jsonl"`` from the file suffix (``.gz`` allowed)."""
-    name = str(uri).lower().removesuffix(".gz")
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".csv", ".tsv")):
-        return "csv"
-    if name.endswith((".jsonl", ".json", ".ndjson")):
-        return "jsonl"
-    raise ManifestError(f"unknown manifest format for {uri!r}: use .parquet, .csv or .jsonl")
 
 
 def _offenders(table: pa.Table, mask: np.ndarray) -> str:
@@ -157,27 +139,6 @@ def validate_manifest(table: pa.Table) -> pa.Table:
     return table.set_column(table.schema.get_field_index("country"), "country", country)
 
 
-def _read_table(uri: str) -> pa.Table:
-    fs, path = filesystem_for(uri)
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        # A folder of Parquet parts: what the stages write (curate's curated/, predictions/).
-        return pq.read_table(path, filesystem=fs)
-    fmt = manifest_format(uri)
-    if fmt == "parquet":
-        return pq.read_table(path, filesystem=fs)
-    data = read_bytes(uri)
-    if str(uri).lower().endswith(".gz"):
-        data = gzip.decompress(data)
-    if fmt == "csv":
-        opts = pacsv.ConvertOptions(
-            column_types={n: t for n, t in MANIFEST_COLUMNS.items()},
-            strings_can_be_null=True,
-        )
-        parse = pacsv.ParseOptions(delimiter="\t" if ".tsv" in str(uri).lower() else ",")
-        return pacsv.read_csv(io.BytesIO(data), parse_options=parse, convert_options=opts)
-    return pajson.read_json(io.BytesIO(data))
-
-
 def _resolve_uris(table: pa.Table, manifest_uri: str) -> pa.Table:
     base = parent_of(manifest_uri)
     uris = [
@@ -204,10 +165,18 @@ def read_manifest(uri: str, *, resolve_uris: bool = True) -> pa.Table:
     FileNotFoundError
         No such manifest.
     """
+    if not is_folder(uri):
+        try:
+            table_format(uri)
+        except UserError:
+            raise ManifestError(
+                f"unknown manifest format for {uri!r}: use .parquet, .csv or .jsonl, or a "
+                "folder of Parquet parts"
+            ) from None
     try:
-        table = _read_table(uri)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise ManifestError(f"cannot parse manifest {uri}: {err}") from None
+        table = read_table(uri, column_types=MANIFEST_COLUMNS)
+    except UserError as err:  # a file that does not parse, as a manifest error
+        raise ManifestError(str(err)) from None
     table = validate_manifest(table)
     return _resolve_uris(table, uri) if resolve_uris else table
 
@@ -222,7 +191,7 @@ def write_manifest(table: pa.Table, uri: str) -> None:
         Invalid table, or list columns with a CSV target.
     """
     table = validate_manifest(table)
-    fmt = manifest_format(uri)
+    fmt = table_format(uri)
     buf = io.BytesIO()
     if fmt == "parquet":
         pq.write_table(table, buf, compression="zstd", row_group_size=64 * 1024)

@@ -6,7 +6,7 @@ one process with pyarrow/numpy is the right tool for this job).
 from georay.lazy import lazy_exports
 
 _EXPORTS = {
-    "EvaluateConfig": "georay.evaluate.evaluator",
+    "EvaluateConfig": "georay.evaluate.config",
     "evaluate": "georay.evaluate.evaluator",
 }
 __all__ = list(_EXPORTS)

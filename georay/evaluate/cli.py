@@ -1,33 +1,24 @@
-"""``georay evaluate --predictions P --truth T --output DIR [--h3-res 3,5]``."""
+"""``georay evaluate``: flags map one-to-one to :class:`EvaluateConfig`."""
 
-from __future__ import annotations
+from georay.command import Command, show_json
+from georay.evaluate.config import EvaluateConfig
 
-import argparse
-import json
-
-from georay.config import add_dataclass_args, from_args
+HEADLINE = ("n", "country", "city", "acc_km", "geoscore", "median_km", "mean_km")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``evaluate`` subcommand."""
-    from georay.evaluate.evaluator import EvaluateConfig
+def _show(metrics: dict) -> str:
+    report = metrics["config"]["output"].rstrip("/") + "/report.md"
+    return show_json({k: metrics[k] for k in HEADLINE}) + f"\nreport: {report}"
 
-    parser = subparsers.add_parser(
+
+COMMANDS = [
+    Command(
         "evaluate",
+        EvaluateConfig,
+        "georay.evaluate.evaluator:evaluate",
         help="score predictions against ground truth: P/R/F1, km accuracy, GeoScore, H3 maps",
         description="Join predictions to truth on image_id and write metrics.json, per-country "
         "and per-H3-cell Parquet tables, figures and report.md into --output.",
+        show=_show,
     )
-    add_dataclass_args(parser, EvaluateConfig)
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from georay.evaluate.evaluator import EvaluateConfig, evaluate
-
-    cfg = from_args(EvaluateConfig, args)
-    metrics = evaluate(cfg)
-    keep = ("n", "country", "city", "acc_km", "geoscore", "median_km", "mean_km")
-    print(json.dumps({k: metrics[k] for k in keep}, indent=2))
-    print(f"report: {cfg.output.rstrip('/')}/report.md")
-    return 0
+]

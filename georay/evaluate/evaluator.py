@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import h3
 import numpy as np
@@ -15,7 +15,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from georay.data.storage import filesystem_for, join_uri, write_bytes
-from georay.evaluate.inputs import PREDICTION_COLUMNS, TRUTH_COLUMNS, read_table
+from georay.errors import UserError
+from georay.evaluate.config import EvaluateConfig
+from georay.evaluate.inputs import PREDICTION_COLUMNS, TRUTH_COLUMNS, read_columns
 from georay.evaluate.score import NO_CELL, Scored, group_stats, score
 from georay.geo.gazetteer import get_gazetteer
 from georay.geo.metrics import CONVENTIONS, THRESHOLDS_KM, distance_metrics, level_metrics
@@ -39,38 +41,6 @@ EVALUATE_CONVENTIONS = {
     "per_group_tables": "country_accuracy = correct / rows of the group (unanswered rows count "
     "as wrong); median_km over answered rows; geoscore mean over all rows of the group",
 }
-
-
-@dataclass
-class EvaluateConfig:
-    """Settings of ``georay evaluate``."""
-
-    predictions: str = field(
-        metadata={"help": "predictions: Parquet/CSV/JSONL file or folder of Parquet parts"}
-    )
-    truth: str = field(metadata={"help": "ground truth (manifest-like: image_id, lat/lon and/or "
-                                 "country/city)"})  # fmt: skip
-    output: str = field(metadata={"help": "report folder (local or s3://)"})
-    h3_res: list[int] = field(
-        default_factory=lambda: [3, 5], metadata={"help": "H3 resolutions of the cell tables"}
-    )
-    split: str = field(
-        default="",
-        metadata={"help": "score only truth rows of this split (truth 'split' column); '' = all"},
-    )
-    plots: bool = field(default=True, metadata={"help": "draw the PNG figures"})
-    map_res: int | None = field(
-        default=None, metadata={"help": "H3 resolution drawn on the map (default: coarsest)"}
-    )
-
-    def __post_init__(self) -> None:
-        if isinstance(self.h3_res, (int, str)):
-            self.h3_res = [int(r) for r in str(self.h3_res).split(",")]
-        if not self.h3_res or any(not 0 <= int(r) <= 15 for r in self.h3_res):
-            raise ValueError(f"h3_res must be H3 resolutions in 0..15, got {self.h3_res}")
-        self.h3_res = sorted({int(r) for r in self.h3_res})
-        if self.map_res is not None and self.map_res not in self.h3_res:
-            raise ValueError(f"map_res {self.map_res} must be one of h3_res {self.h3_res}")
 
 
 def headline(scored: Scored) -> dict:
@@ -187,15 +157,15 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         The metrics.json contents.
     """
     start = time.perf_counter()
-    truth = read_table(cfg.truth, TRUTH_COLUMNS)
+    truth = read_columns(cfg.truth, TRUTH_COLUMNS)
     truth_rows = len(truth)
     if cfg.split:
         if truth["split"].null_count == len(truth):
-            raise ValueError(f"--split {cfg.split!r} given but {cfg.truth} has no 'split' column")
+            raise UserError(f"--split {cfg.split!r} given but {cfg.truth} has no 'split' column")
         truth = truth.filter(pc.fill_null(pc.equal(truth["split"], cfg.split), False))
-    predictions = read_table(cfg.predictions, PREDICTION_COLUMNS)
+    predictions = read_columns(cfg.predictions, PREDICTION_COLUMNS)
     read_s = time.perf_counter() - start
-    scored, orphans = score(truth, predictions, get_gazetteer(), cfg.h3_res)
+    scored, orphans = score(truth, predictions, get_gazetteer(), cfg.h3_resolution)
     metrics = headline(scored)
     metrics["inputs"] = {
         "truth": cfg.truth,
@@ -206,7 +176,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         **scored.counts,
     }
     tables = {"countries": country_table(scored)}
-    tables.update({f"cells_res{r}": cell_table(scored, r) for r in cfg.h3_res})
+    tables.update({f"cells_res{r}": cell_table(scored, r) for r in cfg.h3_resolution})
     tables["rows"] = rows_table(scored)
     tables["unmatched_predictions"] = orphans
     for name, table in tables.items():
@@ -218,7 +188,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
         figures = draw_all(scored, tables, cfg)
     metrics["figures"] = figures
-    metrics["conventions"] = {**CONVENTIONS, **EVALUATE_CONVENTIONS, "h3_resolutions": cfg.h3_res}
+    metrics["conventions"] = {
+        **CONVENTIONS,
+        **EVALUATE_CONVENTIONS,
+        "h3_resolutions": cfg.h3_resolution,
+    }
     metrics["timing_s"] = {"read": read_s, "total": time.perf_counter() - start}
     metrics["config"] = asdict(cfg)
     metrics = _json_ready(metrics)

@@ -186,7 +186,7 @@ def country_bars(countries: pa.Table, top: int = 25) -> bytes:
 
 def draw_all(scored: Scored, tables: dict[str, pa.Table], cfg) -> dict[str, str]:
     """Draw every figure into ``cfg.output``; returns {figure name: file name}."""
-    res = cfg.map_res if cfg.map_res is not None else min(cfg.h3_res)
+    res = cfg.map_resolution if cfg.map_resolution is not None else min(cfg.h3_resolution)
     figures = {
         f"map_res{res}": cell_map(tables[f"cells_res{res}"], res, len(scored)),
         "error_histogram": error_histogram(scored),

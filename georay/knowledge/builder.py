@@ -23,22 +23,20 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 
-from georay.data.ade20k import LOCATABILITY_THRESHOLD
-from georay.data.manifest import read_manifest, validate_manifest
-from georay.data.prompts import (
+from georay.data.manifest import read_manifest
+from georay.data.storage import join_uri, write_bytes
+from georay.geo.gazetteer import Gazetteer, get_gazetteer
+from georay.geo.places import city_of_coordinates
+from georay.knowledge.clues import Clue, Dropped, locate_clue, read_clues
+from georay.knowledge.config import KnowledgeConfig
+from georay.protocol.prompts import (
     LOCATION_QUESTION,
     REASONING_QUESTION,
     location_answer,
     reasoning_answer,
 )
-from georay.data.sft import SftExample, write_sft
-from georay.data.storage import filesystem_for, join_uri, write_bytes
-from georay.geo.gazetteer import Gazetteer, get_gazetteer
-from georay.geo.places import city_of_coordinates
-from georay.knowledge.clues import Clue, Dropped, locate_clue, read_clues
+from georay.protocol.sft import SftExample, write_sft
 
 log = logging.getLogger(__name__)
 
@@ -53,63 +51,6 @@ CONVENTIONS = {
     "held_out": "rows (and clues about images) whose manifest 'split' differs from the "
     "configured split are excluded, so evaluation images are never trained on",
 }
-
-
-@dataclass
-class KnowledgeConfig:
-    """Settings of the knowledge stage (``georay knowledge``)."""
-
-    output: str = field(metadata={"help": "output folder or s3:// prefix"})
-    clues: str | None = field(
-        default=None,
-        metadata={"help": "human clues: .jsonl/.json/.csv/.parquet or the authors' SFT JSON"},
-    )
-    manifest: str | None = field(
-        default=None,
-        metadata={
-            "help": "curated views for stage 2: a manifest file (Parquet/CSV/JSONL) or a folder "
-            "of Parquet parts (curate's curated/ or scores/ output)"
-        },
-    )
-    splits: str | None = field(
-        default=None,
-        metadata={
-            "help": "table with image_id/uri + split (e.g. the full world manifest); clues on "
-            "images outside --split are dropped. Default: --manifest (a curated subset may "
-            "lack the held-out views it filtered out, so pass the full manifest)"
-        },
-    )
-    split: str = field(
-        default="train",
-        metadata={"help": "keep manifest rows (and clues on their images) of this split; '' = all"},
-    )
-    min_locatability: float | None = field(
-        default=LOCATABILITY_THRESHOLD,
-        metadata={"help": "stage-2 rows need locatability >= this when the column exists"},
-    )
-    min_city_population: int = field(
-        default=100_000,
-        metadata={"help": "smallest city whose name in a clue counts as a place mention"},
-    )
-
-    def __post_init__(self) -> None:
-        if not self.output:
-            raise ValueError("output is required")
-        if not self.clues and not self.manifest:
-            raise ValueError("give --clues, --manifest or both: there is nothing to build")
-        if self.min_city_population < 0:
-            raise ValueError(f"min_city_population must be >= 0, got {self.min_city_population}")
-        if self.min_locatability is not None and not 0.0 <= self.min_locatability <= 1.0:
-            raise ValueError(f"min_locatability must be in [0, 1], got {self.min_locatability}")
-
-
-def read_views(uri: str) -> pa.Table:
-    """A manifest file, or a folder/prefix of Parquet parts (curate's output), validated."""
-    fs, path = filesystem_for(uri)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return read_manifest(uri)
-    # Parts written by georay.pipeline carry absolute URIs already (read_manifest resolved them).
-    return validate_manifest(pads.dataset(path, filesystem=fs, format="parquet").to_table())
 
 
 def _held_out(manifest: pa.Table | None, split: str) -> set[str]:
@@ -240,8 +181,8 @@ def build(cfg: KnowledgeConfig) -> dict:
     Every input row (clue or manifest row) becomes exactly one example or one dropped row.
     """
     gazetteer = get_gazetteer()
-    manifest = read_views(cfg.manifest) if cfg.manifest else None
-    splits = read_views(cfg.splits) if cfg.splits else manifest
+    manifest = read_manifest(cfg.manifest) if cfg.manifest else None
+    splits = read_manifest(cfg.splits) if cfg.splits else manifest
     summary: dict = {"config": asdict(cfg), "conventions": CONVENTIONS}
     dropped: list[Dropped] = []
     if cfg.clues:

@@ -1,32 +1,23 @@
-"""``georay knowledge --clues CLUES --manifest CURATED --output DIR``."""
+"""``georay knowledge``: flags map one-to-one to :class:`KnowledgeConfig`."""
 
-from __future__ import annotations
-
-import argparse
-import json
-
-from georay.config import add_dataclass_args, from_args
+from georay.command import Command
+from georay.knowledge.config import KnowledgeConfig
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``knowledge`` subcommand."""
-    parser = subparsers.add_parser(
+def _show(summary: dict) -> str:
+    from georay.command import show_json
+
+    return show_json({k: v for k, v in summary.items() if k in ("reasoning", "location")})
+
+
+COMMANDS = [
+    Command(
         "knowledge",
+        KnowledgeConfig,
+        "georay.knowledge.builder:build",
         help="build stage-1 (reasoning) and stage-2 (location) SFT conversations",
-        description="Human clues -> reasoning.jsonl; curated manifest -> location.jsonl; "
-        "plus dropped.jsonl (what was dropped and why) and summary.json.",
+        description="Human clues -> reasoning.jsonl; curated manifest -> location.jsonl; plus "
+        "dropped.jsonl (what was dropped and why) and summary.json.",
+        show=_show,
     )
-    from georay.knowledge.builder import KnowledgeConfig
-
-    add_dataclass_args(parser, KnowledgeConfig)
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from georay.knowledge.builder import KnowledgeConfig, build
-
-    summary = build(from_args(KnowledgeConfig, args))
-    print(
-        json.dumps({k: v for k, v in summary.items() if k in ("reasoning", "location")}, indent=2)
-    )
-    return 0
+]

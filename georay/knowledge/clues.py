@@ -21,24 +21,20 @@ Every input row ends up as exactly one kept clue or one :class:`Dropped` row wit
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from georay.data.answers import parse_answer
-from georay.data.sft import SftExample, parse_sft_text
 from georay.data.storage import (
-    filesystem_for,
     parent_of,
     read_bytes,
     resolve_relative,
 )
+from georay.data.tables import read_table, table_format
 from georay.geo.gazetteer import Gazetteer
+from georay.protocol.answers import parse_answer
+from georay.protocol.sft import SftExample, parse_sft_text
 
 # Column spellings accepted for each clue field (first present wins).
 _FIELDS = {
@@ -95,21 +91,9 @@ def _first(record: dict, field: str) -> str | None:
 def _records(uri: str) -> list[dict]:
     """Raw rows of a clue file, by suffix: .jsonl/.json (incl. the authors' SFT list), .csv,
     .parquet."""
-    name = str(uri).lower()
-    if name.endswith((".parquet", ".pq")):
-        fs, path = filesystem_for(uri)
-        return pq.read_table(path, filesystem=fs).to_pylist()
-    if name.endswith((".csv", ".tsv")):
-        opts = pacsv.ParseOptions(delimiter="\t" if name.endswith(".tsv") else ",")
-        table = pacsv.read_csv(
-            io.BytesIO(read_bytes(uri)),
-            parse_options=opts,
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-        )
-        return table.to_pylist()
-    if name.endswith((".jsonl", ".json", ".ndjson")):
-        return _json_records(read_bytes(uri).decode("utf-8"))
-    raise ValueError(f"unknown clue file format {uri!r}: use .jsonl, .json, .csv or .parquet")
+    if table_format(uri) != "jsonl":  # a bad JSON line drops one clue, not the file: see below
+        return read_table(uri).to_pylist()
+    return _json_records(read_bytes(uri).decode("utf-8"))
 
 
 def _json_records(text: str) -> list[dict]:

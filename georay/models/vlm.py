@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from georay.protocol.prompts import build_messages
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value the loss ignores (torch.nn.CrossEntropyLoss default)
@@ -68,7 +70,7 @@ TINY_MAX_PIXELS = 84 * 84
 
 def _tiny_tokenizer_corpus() -> list[str]:
     """Text the tiny BPE learns merges from: our prompts, answer shapes, the chat template."""
-    from georay.data import prompts
+    from georay.protocol import prompts
 
     questions = [prompts.REASONING_QUESTION, prompts.LOCATION_QUESTION, prompts.INFERENCE_QUESTION]
     answers = [
@@ -280,23 +282,6 @@ def load_vlm(
 # Messages and model inputs (shared by train and predict: keep these names stable)
 
 
-def build_messages(question: str, answer: str | None = None) -> list[dict]:
-    """Chat messages for one image and one question, plus the answer when training.
-
-    The image is a ``{"type": "image"}`` placeholder: the processor receives the pixels
-    separately, in placeholder order.
-
-    >>> build_messages("Which country?", "{'country': 'Chile'}")[1]["role"]
-    'assistant'
-    """
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
-    ]
-    if answer is not None:
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return messages
-
-
 def prompt_text(processor: Any, question: str) -> str:
     """The chat-template text the model sees before it answers (ends with the assistant cue)."""
     return processor.apply_chat_template(
@@ -403,11 +388,21 @@ def collate(
 
 
 def encode_prompts(processor: Any, images: Sequence[Any], questions: Sequence[str]) -> dict:
-    """A left-padded generation batch: one (image, question) prompt per row."""
+    """A left-padded generation batch: one (image, question) prompt per row, one processor call.
+
+    The same tensors as :func:`encode_example` + :func:`collate` with left padding (a unit test
+    holds them equal, so training and inference cannot drift apart), but one processor call for
+    the batch: on CPU the per-image calls took a third of a 16-image batch's time.
+    """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
-    examples = [encode_example(processor, im, q) for im, q in zip(images, questions, strict=True)]
-    return collate(examples, processor.tokenizer.pad_token_id, padding_side="left")
+    processor.tokenizer.padding_side = "left"
+    return processor(
+        text=[prompt_text(processor, q) for q in questions],
+        images=[as_rgb(im) for im in images],
+        padding=True,
+        return_tensors="pt",
+    )
 
 
 @torch.no_grad()

@@ -1,17 +1,24 @@
-"""Ray Data job plumbing shared by the bulk stages (``curate score``, ``curate fit``, ``predict``).
+"""The bulk-job skeleton shared by ``curate score``, ``predict`` and the baselines.
 
 A bulk job maps every input image to exactly one output row, ``ok`` or ``error``, and can be
-killed and rerun at any point. Its shape::
+killed and rerun at any point. A job describes only what is its own, and
+:func:`run_bulk_job` does the rest (input listing, the ``job.json`` guard, resume, committed
+parts, progress, ``summary.json``)::
 
     from georay import pipeline as pl
 
-    writer = pl.PartWriter(out, tables=("predictions",))      # first table = commit table
-    ds = pl.read_input(src, done_ids=writer.done_ids())        # rows not committed yet
-    ds = ds.map_batches(pl.fetch_bytes, fn_kwargs={"sha256": False})        # CPU tasks
-    ds = ds.map_batches(pl.decode_images, fn_kwargs={"side": 224})          # CPU tasks
-    ds = ds.map_batches(MyModelActor, batch_size=32, **pl.actor_pool_options(1))
-    pl.stream_to_parts(ds, writer, split=lambda t: {"predictions": pl.conform(t, SCHEMA)})
-    counts = pl.status_counts(writer.read(["status", "error"]))  # rows, ok, error, reasons
+    def stages(ds):                                   # pipeline rows -> result rows
+        ds = pl.load_stage(ds, cfg, max_pixels=cfg.max_pixels)       # CPU tasks: fetch+decode
+        return ds.map_batches(MyModelActor, **pl.actor_pool_options(cfg))   # model actors
+
+    pl.run_bulk_job(pl.BulkJob(
+        name="predict", settings=cfg, identity={"model": cfg.model},
+        tables=("predictions",), outputs=lambda input_schema: {"predictions": SCHEMA},
+        stages=stages))
+
+Every job takes the same flags (:class:`BulkSettings`: ``--input``, ``--output``,
+``--num-actors``, ``--cpus-per-actor``, ``--gpus-per-actor``, ``--decode-cpus``,
+``--batch-size``, ``--max-image-pixels``, ...).
 
 Row layout (``batch_format="numpy"`` dicts between stages):
 
@@ -23,72 +30,52 @@ Row layout (``batch_format="numpy"`` dicts between stages):
     (``missing file: ...``, ``empty file (0 bytes)``, ``not an image ...``, ``too many
     pixels ...``, ``truncated or corrupt image data ...``). Later stages skip error rows and
     must keep them, so rows in = ok + error.
-``bytes`` -> ``pixels``
-    ``fetch_bytes`` adds the encoded bytes (WebDataset rows arrive with them), optionally
-    ``sha256``; ``decode_images`` replaces them with ``(n, side, side, 3)`` uint8 (zeros on
-    error rows), the open_clip Resize + CenterCrop geometry through JPEG draft mode.
+``pixels``, ``height``, ``width``
+    Added by :func:`load_images` (raw RGB bytes; :func:`images_of` gives arrays back), with
+    ``sha256``, ``exif_lat`` / ``exif_lon`` and ``skip`` on request.
 other manifest columns
     Scalars (lat, lon, country, city, source, ...) pass through untouched.
 
-Public API
-----------
-Inputs (:mod:`georay.pipeline.inputs`)
-    ``detect_kind(uri)``, ``read_input(uri, kind="auto", done_ids=None, block_rows=256)``;
-    lower level: ``input_table`` (driver-side listing of a manifest or folder),
-    ``filter_done``, ``dataset_from_table``, ``read_webdataset_rows``, ``scalar_columns``.
-Stages (:mod:`georay.pipeline.stages`)
-    ``fetch_bytes``, ``decode_images``, ``decode_square`` (one image), ``ok_mask``,
-    ``set_error``, ``clean_status`` (call it last in your own stages), ``actor_pool_options(num_actors, num_gpus=None, num_cpus=None)`` (a GPU per
-    actor when the cluster has GPUs; on CPU, fractional CPUs that leave one CPU for reads).
-Output (:mod:`georay.pipeline.output`)
-    ``PartWriter`` (``done_ids()``, ``write_part()``, ``read()``, ``files()``, ``uri()``),
-    ``stream_to_parts``, ``conform`` (one schema for all parts), ``status_counts``. Why part
-    files and not Ray Data's ``CheckpointConfig``: see that module.
+Modules: :mod:`~georay.pipeline.settings` (the shared flags), :mod:`~georay.pipeline.job` (the
+skeleton), :mod:`~georay.pipeline.inputs` (manifests, folders, S3, WebDataset),
+:mod:`~georay.pipeline.stages` (load images, actor pools), :mod:`~georay.pipeline.output`
+(committed parts; why not Ray Data's ``CheckpointConfig``: see there). Exports are lazy, so
+importing the settings for ``--help`` does not import Ray.
 """
 
-from georay.pipeline.inputs import (
-    IMAGE_SUFFIXES,
-    dataset_from_table,
-    detect_kind,
-    filter_done,
-    input_table,
-    read_input,
-    read_webdataset_rows,
-    scalar_columns,
-)
-from georay.pipeline.output import PartWriter, conform, status_counts, stream_to_parts
-from georay.pipeline.stages import (
-    ERROR,
-    OK,
-    actor_pool_options,
-    clean_status,
-    decode_images,
-    decode_square,
-    fetch_bytes,
-    ok_mask,
-    set_error,
-)
+from georay.lazy import lazy_exports
 
-__all__ = [
-    "ERROR",
-    "IMAGE_SUFFIXES",
-    "OK",
-    "PartWriter",
-    "actor_pool_options",
-    "clean_status",
-    "conform",
-    "dataset_from_table",
-    "decode_images",
-    "decode_square",
-    "detect_kind",
-    "fetch_bytes",
-    "filter_done",
-    "input_table",
-    "ok_mask",
-    "read_input",
-    "read_webdataset_rows",
-    "scalar_columns",
-    "set_error",
-    "status_counts",
-    "stream_to_parts",
-]
+_EXPORTS = {
+    **dict.fromkeys(["BulkSettings", "PoolSettings"], "georay.pipeline.settings"),
+    **dict.fromkeys(["BulkJob", "check_job", "load_stage", "run_bulk_job"], "georay.pipeline.job"),
+    **dict.fromkeys(
+        [
+            "dataset_from_table",
+            "detect_kind",
+            "filter_done",
+            "input_table",
+            "read_input",
+            "read_webdataset_rows",
+            "scalar_columns",
+        ],
+        "georay.pipeline.inputs",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        ["PartWriter", "conform", "status_counts", "stream_to_parts"], "georay.pipeline.output"
+    ),
+    **dict.fromkeys(
+        [
+            "ERROR",
+            "OK",
+            "actor_pool_options",
+            "clean_status",
+            "images_of",
+            "load_images",
+            "ok_mask",
+            "set_error",
+        ],
+        "georay.pipeline.stages",
+    ),  # fmt: skip
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

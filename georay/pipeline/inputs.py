@@ -19,30 +19,35 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from georay.data.manifest import ManifestError, manifest_format, read_manifest
+from georay.data.images import IMAGE_SUFFIXES
+from georay.data.manifest import read_manifest
 from georay.data.storage import filesystem_for, is_s3, list_files
+from georay.data.tables import table_format
+from georay.errors import UserError
 
 InputKind = Literal["manifest", "images", "webdataset"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 TAR_SUFFIXES = (".tar",)
 # Extensions of image members inside a WebDataset sample, most common first.
 WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
 
 def detect_kind(uri: str) -> InputKind:
-    """Guess the input kind: a manifest by suffix, a ``.tar`` or a folder of tars, else images."""
+    """Guess the input kind: a manifest by suffix or a folder of Parquet parts (another job's
+    output), a ``.tar`` or a folder of tars, else a folder of images."""
     lower = str(uri).lower().rstrip("/")
     try:
-        manifest_format(lower)
+        table_format(lower)
         return "manifest"
-    except ManifestError:
+    except UserError:
         pass
     if lower.endswith(TAR_SUFFIXES):
         return "webdataset"
-    files = list_files(uri, IMAGE_SUFFIXES + TAR_SUFFIXES)
-    tars = sum(f.lower().endswith(TAR_SUFFIXES) for f in files)
-    return "webdataset" if tars and tars == len(files) else "images"
+    files = list_files(uri, IMAGE_SUFFIXES + TAR_SUFFIXES + (".parquet",))
+    for kind, suffixes in (("webdataset", TAR_SUFFIXES), ("manifest", (".parquet",))):
+        if files and all(f.lower().endswith(suffixes) for f in files):
+            return kind
+    return "images"
 
 
 def _with_status(table: pa.Table) -> pa.Table:

@@ -52,6 +52,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 class PartWriter:
     """Committed-part output of one job under ``output/<table>/``.
 
+    Constructing one only reads (``done_ids``, ``read``, ``files``); :meth:`open` creates the
+    folders and removes what an interrupted run left uncommitted, before the first write.
+
     Parameters
     ----------
     output
@@ -68,9 +71,13 @@ class PartWriter:
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.run = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.seq = 0
+
+    def open(self) -> PartWriter:
+        """Create the table folders and delete uncommitted parts; returns ``self``."""
         for t in self.tables:
             self.fs.create_dir(posixpath.join(self.root, t), recursive=True)
         self._drop_uncommitted()
+        return self
 
     def _names(self, table: str) -> list[str]:
         sel = pafs.FileSelector(posixpath.join(self.root, table), allow_not_found=True)

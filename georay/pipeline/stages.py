@@ -1,8 +1,11 @@
-"""Per-batch stages: fetch bytes, decode to uint8 pixels, and actor-pool sizing.
+"""Per-batch stages shared by the bulk jobs: load images (fetch, hash, EXIF, decode), actor pools.
 
 Batches are ``dict[str, numpy.ndarray]`` (``batch_format="numpy"``). A stage never raises for a
 bad row: it sets ``status="error"`` and a short ``error`` reason on that row and moves on, and
 later stages skip rows that are already in error. That is how "rows in = ok + error" holds.
+
+Decoded pixels travel as raw bytes with their ``height`` and ``width`` (plain Arrow binary,
+whatever each image's shape); :func:`images_of` turns them back into arrays in the model actor.
 """
 
 from __future__ import annotations
@@ -12,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from georay.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, open_image
+from georay.data.exif import gps_from_bytes
+from georay.data.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageDecodeError,
+    decode_fit,
+    decode_square,
+)
 from georay.data.storage import read_bytes
 
 OK, ERROR = "ok", "error"
@@ -44,13 +53,8 @@ def clean_status(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return batch
 
 
-def fetch_bytes(
-    batch: dict[str, np.ndarray], *, sha256: bool = False, max_bytes: int = 64 << 20
-) -> dict[str, np.ndarray]:
-    """Add ``bytes`` (read from ``uri`` where not already present) and optionally ``sha256``.
-
-    Missing files, unreadable objects and files over ``max_bytes`` become error rows.
-    """
+def _fetch(batch: dict[str, np.ndarray], max_file_bytes: int) -> np.ndarray:
+    """The encoded bytes of every ok row (read from ``uri`` unless the row carries them)."""
     n = len(batch["image_id"])
     data = np.empty(n, dtype=object)
     if "bytes" in batch:
@@ -67,83 +71,121 @@ def fetch_bytes(
         except Exception as err:  # S3 and OS errors come in many types
             set_error(batch, i, f"read failed: {type(err).__name__}: {err}")
     for i in range(n):
-        if data[i] is not None and len(data[i]) > max_bytes and batch["status"][i] == OK:
-            set_error(batch, i, f"file too large: {len(data[i])} bytes > max_bytes={max_bytes}")
-    batch["bytes"] = data
-    if sha256:
-        batch["sha256"] = np.array(
-            [hashlib.sha256(d).hexdigest() if d is not None else None for d in data], dtype=object
-        )
-    return clean_status(batch)
+        if data[i] is not None and len(data[i]) > max_file_bytes and batch["status"][i] == OK:
+            set_error(batch, i, f"file too large: {len(data[i])} bytes > {max_file_bytes}")
+    return data
 
 
-def _cover_size(width: int, height: int, side: int) -> tuple[int, int]:
-    """(w, h) with the short side = ``side`` and the aspect ratio kept (open_clip's Resize)."""
-    scale = side / min(width, height)
-    return max(side, round(width * scale)), max(side, round(height * scale))
+def _gps(data: bytes) -> tuple[float, float] | None:
+    try:
+        return gps_from_bytes(data)
+    except Exception:  # a broken EXIF block must not fail a row the model can still see
+        return None
 
 
-def decode_square(data: bytes, side: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode to ``(side, side, 3)`` uint8: resize the short side to ``side``, centre crop.
-
-    The same geometry as open_clip's ``Resize(side) + CenterCrop(side)``, but through JPEG draft
-    mode (DCT scaling) and with no float conversion: normalisation happens batched in the actor.
-    """
-    img = open_image(data, max_pixels=max_pixels)
-    width, height = img.size
-    if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-        width, height = height, width  # EXIF rotation by 90 degrees swaps the axes
-    w, h = _cover_size(width, height, side)
-    pixels = decode_image(data, (w, h), max_pixels=max_pixels)
-    top, left = (h - side) // 2, (w - side) // 2
-    return pixels[top : top + side, left : left + side]
-
-
-def decode_images(
-    batch: dict[str, np.ndarray], *, side: int, max_pixels: int = DEFAULT_MAX_PIXELS
+def load_images(
+    batch: dict[str, np.ndarray],
+    *,
+    side: int | None = None,
+    max_pixels: int | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_file_bytes: int = 64 << 20,
+    sha256: bool = False,
+    exif_gps: bool = False,
+    skip_exif_gps: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Replace ``bytes`` with ``pixels``: ``(n, side, side, 3)`` uint8 (zeros on error rows)."""
-    n = len(batch["image_id"])
-    pixels = np.zeros((n, side, side, 3), dtype=np.uint8)
-    ok = ok_mask(batch)
-    for i in range(n):
-        if not ok[i]:
-            continue
-        try:
-            pixels[i] = decode_square(batch["bytes"][i], side, max_pixels=max_pixels)
-        except ImageDecodeError as err:
-            set_error(batch, i, err.reason)
-    out = {k: v for k, v in batch.items() if k != "bytes"}
-    out["pixels"] = pixels
-    return clean_status(out)
-
-
-def actor_pool_options(
-    num_actors: int = 1, *, num_gpus: float | None = None, num_cpus: float | None = None
-) -> dict[str, Any]:
-    """``map_batches`` keyword arguments for a model stage on an actor pool.
+    """Fetch, optionally hash and read EXIF GPS, and decode every ok row of ``batch``.
 
     Parameters
     ----------
-    num_actors
-        Pool size (fixed: models are expensive to load, so the pool does not autoscale).
-    num_gpus
-        GPUs per actor; ``None`` = 1 when the cluster has GPUs, else 0.
-    num_cpus
-        CPUs per actor; ``None`` = 1 with a GPU, else a share of the cluster's CPUs that
-        always leaves one CPU free. Read and decode tasks need that CPU: a pool holding every
-        CPU deadlocks Ray Data on small machines (DESIGN, toolchain facts).
+    side
+        Decode to ``side`` x ``side`` (short side resized, centre crop: CLIP's geometry).
+    max_pixels
+        Otherwise decode with the aspect kept and at most this many pixels (a VLM's input).
+    max_image_pixels, max_file_bytes
+        Larger images / files become error rows.
+    sha256
+        Add ``sha256`` (hex digest of the encoded bytes).
+    exif_gps
+        Add ``exif_lat`` / ``exif_lon`` (NaN without GPS).
+    skip_exif_gps
+        Rows whose EXIF has GPS get ``skip=True`` and are not decoded (their place is known).
+
+    Returns
+    -------
+    dict
+        The input columns without ``bytes``, plus ``pixels`` (raw RGB bytes, None on error
+        rows), ``height``, ``width`` and the optional columns above.
+    """
+    n = len(batch["image_id"])
+    data = _fetch(batch, max_file_bytes)
+    pixels = np.empty(n, dtype=object)
+    height, width = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int32)
+    lat, lon = np.full(n, np.nan), np.full(n, np.nan)
+    skip = np.zeros(n, dtype=bool)
+    ok = ok_mask(batch)
+    for i in np.flatnonzero(ok):
+        gps = _gps(data[i]) if exif_gps or skip_exif_gps else None
+        if gps is not None:
+            lat[i], lon[i] = gps
+            if skip_exif_gps:
+                skip[i] = True
+                continue
+        try:
+            if side is not None:
+                image = decode_square(data[i], side, max_image_pixels=max_image_pixels)
+            else:
+                image = decode_fit(data[i], max_pixels, max_image_pixels=max_image_pixels)
+        except ImageDecodeError as err:
+            set_error(batch, i, err.reason)
+            continue
+        height[i], width[i] = image.shape[:2]
+        pixels[i] = image.tobytes()
+    out = {k: v for k, v in batch.items() if k != "bytes"}
+    out.update(pixels=pixels, height=height, width=width)
+    if sha256:
+        out["sha256"] = np.array(
+            [hashlib.sha256(d).hexdigest() if d is not None else None for d in data], dtype=object
+        )
+    if exif_gps or skip_exif_gps:
+        out.update(exif_lat=lat, exif_lon=lon)
+    if skip_exif_gps:
+        out["skip"] = skip
+    return clean_status(out)
+
+
+def images_of(batch: dict[str, np.ndarray], rows) -> list[np.ndarray]:
+    """The decoded ``(h, w, 3)`` uint8 images of ``rows`` (indices of ok rows)."""
+    return [
+        np.frombuffer(batch["pixels"][i], np.uint8).reshape(
+            int(batch["height"][i]), int(batch["width"][i]), 3
+        )
+        for i in rows
+    ]
+
+
+def actor_pool_options(pool: Any) -> dict[str, Any]:
+    """``map_batches`` keyword arguments for a model stage on an actor pool.
+
+    ``pool`` is a :class:`georay.pipeline.settings.PoolSettings`: ``num_actors`` (fixed pool:
+    models are expensive to load, so it does not autoscale), ``gpus_per_actor`` (default: 1
+    when the cluster has GPUs) and ``cpus_per_actor`` (default: 1 with a GPU, else a share of
+    the cluster's CPUs that always leaves one CPU free). Read and decode tasks need that CPU:
+    a pool holding every CPU deadlocks Ray Data on small machines (DESIGN, toolchain facts).
     """
     import ray
 
     resources = ray.cluster_resources()
-    if num_gpus is None:
-        num_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-    if num_cpus is None:
+    gpus = pool.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+    cpus = pool.cpus_per_actor
+    if cpus is None:
         spare = max(resources.get("CPU", 1) - 1, 0.5)
-        num_cpus = 1.0 if num_gpus else min(1.0, spare / num_actors)
+        cpus = 1.0 if gpus else min(1.0, spare / pool.num_actors)
     return {
-        "compute": ray.data.ActorPoolStrategy(size=num_actors),
-        "num_cpus": num_cpus,
-        "num_gpus": num_gpus,
+        "compute": ray.data.ActorPoolStrategy(size=pool.num_actors),
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "batch_size": pool.batch_size,
     }

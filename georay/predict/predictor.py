@@ -10,127 +10,19 @@ cell. No Ray here: Ray Data actors and Serve replicas each hold one ``Predictor`
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from georay.data.answers import parse_answer
-from georay.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, open_image
-from georay.data.prompts import INFERENCE_QUESTION
+from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError, decode_fit
+from georay.predict.config import ModelSettings
 from georay.predict.resolve import resolve_answer
+from georay.protocol.answers import parse_answer
+from georay.protocol.predictions import ANSWER_FIELDS, error_row
+from georay.protocol.prompts import INFERENCE_QUESTION
 
 log = logging.getLogger(__name__)
 
-# The DESIGN "predictions" contract, plus country_code (ISO alpha-2 of the predicted country),
-# resolution (which name placed the point: city | country | coords) and answer_error (why an ok
-# row is not answered), all useful to evaluation.
-PREDICTION_FIELDS = (
-    "country",
-    "country_code",
-    "city",
-    "lat",
-    "lon",
-    "h3",
-    "reasons",
-    "raw_text",
-    "answered",
-    "resolution",
-    "answer_error",
-    "status",
-    "error",
-    "model",
-)
-
-
-@dataclass(kw_only=True)
-class ModelSettings:
-    """How to load and ask the model; shared by ``georay predict`` and ``georay serve``."""
-
-    model: str = field(
-        metadata={
-            "help": "training artifact dir (artifact.json: base model + adapters), or a base "
-            "model dir / s3:// prefix / hub id"
-        }
-    )
-    max_new_tokens: int = field(default=128, metadata={"help": "generation length limit"})
-    batch_size: int = field(default=8, metadata={"help": "images per generate() call"})
-    h3_resolution: int = field(default=5, metadata={"help": "H3 resolution of the h3 column"})
-    question: str = field(
-        default="",
-        metadata={
-            "help": "prompt asked per image (default: the question the artifact's last stage "
-            "was trained on, else the paper's inference question)"
-        },
-    )
-    device: str | None = field(
-        default=None, metadata={"help": "torch device (default: cuda when present, else cpu)"}
-    )
-    dtype: str | None = field(
-        default=None, metadata={"help": "torch dtype (default: bfloat16 on GPU, float32 on CPU)"}
-    )
-    max_pixels: int | None = field(
-        default=None,
-        metadata={
-            "help": "downscale images to at most this many pixels before the processor "
-            "(default: the processor's own max_pixels)"
-        },
-    )
-
-    @classmethod
-    def of(cls, values: dict, **overrides) -> ModelSettings:
-        """The model settings among ``values`` (a stage config as a dict), with overrides."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**values, **overrides}.items() if k in names})
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("model must name a training artifact or a base model")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0 <= self.h3_resolution <= 15:
-            raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")
-        if self.max_pixels is not None and self.max_pixels < 28 * 28:
-            raise ValueError(f"max_pixels must be >= 784, got {self.max_pixels}")
-
-
-def error_row(error: str, model: str) -> dict:
-    """A predictions row for an image that could not be predicted."""
-    row = dict.fromkeys(PREDICTION_FIELDS)
-    row.update(answered=False, status="error", error=error, model=model)
-    return row
-
-
-def fit_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int] | None:
-    """The ``(width, height)`` to decode at so the image has at most ``max_pixels`` pixels.
-
-    None when the image is already small enough (decode at full size). Keeping the aspect ratio
-    lets the processor's own resize do no more work, and lets JPEG draft mode skip most of the
-    decode for large photos.
-    """
-    if not max_pixels or width * height <= max_pixels:
-        return None
-    scale = math.sqrt(max_pixels / (width * height))
-    return max(1, int(width * scale)), max(1, int(height * scale))
-
-
-def decode_for_model(
-    data: bytes, max_pixels: int | None, *, max_image_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """Decode image bytes to RGB uint8, downscaled to at most ``max_pixels`` pixels.
-
-    Raises
-    ------
-    ImageDecodeError
-        Not an image, truncated, or over ``max_image_pixels`` (checked on the header).
-    """
-    img = open_image(data, max_pixels=max_image_pixels)
-    width, height = img.size
-    if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-        width, height = height, width  # decode_image's size is after EXIF rotation
-    return decode_image(data, fit_size(width, height, max_pixels), max_pixels=max_image_pixels)
+__all__ = ["ANSWER_FIELDS", "ModelSettings", "Predictor", "default_question", "error_row"]
 
 
 def _processor_max_pixels(processor) -> int | None:
@@ -185,50 +77,28 @@ class Predictor:
         self.gazetteer = get_gazetteer()
         self.model_id = settings.model
 
-    def load_image(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    def load_image(
+        self, data: bytes, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    ) -> np.ndarray:
         """Decode image bytes at the size the model will see; raises ImageDecodeError."""
-        return decode_for_model(data, self.max_pixels, max_image_pixels=max_pixels)
-
-    def encode(self, images: list[np.ndarray]) -> dict:
-        """A left-padded generation batch from one processor call.
-
-        The same tensors as :func:`georay.models.vlm.encode_prompts` (the builder training
-        uses, which calls the processor once per image; a unit test holds the two equal), in
-        one call: on CPU the per-image calls took a third of a 16-image batch's time.
-        """
-        from georay.models.vlm import as_rgb, prompt_text
-
-        self.processor.tokenizer.padding_side = "left"
-        prompt = prompt_text(self.processor, self.question)
-        return self.processor(
-            text=[prompt] * len(images),
-            images=[as_rgb(image) for image in images],
-            padding=True,
-            return_tensors="pt",
-        )
+        return decode_fit(data, self.max_pixels, max_image_pixels=max_image_pixels)
 
     def generate(self, images: list[np.ndarray]) -> list[str]:
         """Greedy answers to the question, one ``generate`` call per ``batch_size`` images.
 
         Left padding makes an image get the same answer alone or in a batch.
         """
-        import torch
+        from georay.models.vlm import generate_answers
 
         texts: list[str] = []
         for start in range(0, len(images), self.settings.batch_size):
-            batch = self.encode(images[start : start + self.settings.batch_size])
-            batch = {k: v.to(self.model.device) for k, v in batch.items()}
-            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    **batch, max_new_tokens=self.settings.max_new_tokens, do_sample=False
-                )
-            new_tokens = out[:, batch["input_ids"].shape[1] :]
-            texts.extend(self.processor.batch_decode(new_tokens, skip_special_tokens=True))
+            chunk = images[start : start + self.settings.batch_size]
+            texts += generate_answers(self.model, self.processor, chunk, self.question,
+                                      max_new_tokens=self.settings.max_new_tokens)  # fmt: skip
         return texts
 
     def predict(self, images: list[np.ndarray]) -> list[dict]:
-        """Predictions rows (all of :data:`PREDICTION_FIELDS`) for decoded RGB images.
+        """Predictions rows (all of :data:`ANSWER_FIELDS`) for decoded RGB images.
 
         A batch that fails in ``generate`` is retried image by image, so one bad input becomes
         one error row instead of failing its neighbours.

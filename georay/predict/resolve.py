@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from georay.data.answers import ParsedAnswer
+from georay.protocol.answers import ParsedAnswer
 
 
 class _Place(Protocol):

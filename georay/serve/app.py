@@ -33,17 +33,22 @@ import hmac
 import json
 import logging
 import os
+import signal
+import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
 from georay.data.images import ImageDecodeError
-from georay.predict.predictor import PREDICTION_FIELDS, ModelSettings, Predictor
+from georay.predict.config import ModelSettings
+from georay.predict.predictor import Predictor
+from georay.protocol.predictions import ANSWER_FIELDS
 from georay.runtime import init_ray
+from georay.serve.config import ServeConfig
 from georay.serve.fetch import FetchError, fetch_url
 
 log = logging.getLogger(__name__)
@@ -51,71 +56,7 @@ log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "GeoModel"
 # Fields of a prediction the API answers with (raw_text too: it is what the model said); status
 # and error become the HTTP status instead.
-RESPONSE_FIELDS = tuple(
-    f for f in PREDICTION_FIELDS if f not in ("answer_error", "status", "error")
-)
-
-
-@dataclass(kw_only=True)
-class ServeConfig(ModelSettings):
-    """Settings of ``georay serve`` and of the serve config's ``args``."""
-
-    host: str = field(default="127.0.0.1", metadata={"help": "HTTP bind address"})
-    port: int = field(default=8000, metadata={"help": "HTTP port"})
-    route_prefix: str = field(default="/", metadata={"help": "URL prefix of the app"})
-    app_name: str = field(default="georay", metadata={"help": "Serve application name"})
-    num_replicas: int = field(default=1, metadata={"help": "model replicas"})
-    num_cpus: float = field(default=1.0, metadata={"help": "CPUs per replica"})
-    num_gpus: float | None = field(
-        default=None, metadata={"help": "GPUs per replica (default: 1 if the cluster has GPUs)"}
-    )
-    max_batch_size: int = field(default=8, metadata={"help": "largest dynamic batch"})
-    batch_wait_timeout_s: float = field(
-        default=0.02, metadata={"help": "how long a batch waits to fill"}
-    )
-    max_ongoing_requests: int | None = field(
-        default=None,
-        metadata={"help": "requests in flight per replica (default: 2 * max_batch_size)"},
-    )
-    max_queued_requests: int = field(
-        default=64, metadata={"help": "queued requests before the proxy answers 503"}
-    )
-    max_request_bytes: int = field(
-        default=16 << 20, metadata={"help": "largest request body (413 beyond)"}
-    )
-    max_image_pixels: int = field(
-        default=40_000_000, metadata={"help": "largest image in pixels (413 beyond)"}
-    )
-    api_key_env: str | None = field(
-        default=None,
-        metadata={
-            "help": "name of an environment variable holding the API key; when set, requests "
-            "need 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (default: no auth)"
-        },
-    )
-    allow_url_fetch: bool = field(
-        default=False, metadata={"help": "accept image_url (public http(s) hosts only)"}
-    )
-    url_timeout_s: float = field(default=5.0, metadata={"help": "image URL fetch deadline"})
-    url_max_bytes: int = field(default=10 << 20, metadata={"help": "largest image URL body"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_ongoing_requests is None:
-            self.max_ongoing_requests = 2 * self.max_batch_size
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-        if self.max_ongoing_requests < self.max_batch_size:
-            raise ValueError(
-                f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
-                f"({self.max_batch_size}): @serve.batch never exceeds max_ongoing_requests"
-            )
-        if self.num_replicas < 1:
-            raise ValueError(f"num_replicas must be >= 1, got {self.num_replicas}")
-        if self.max_request_bytes < 1024:
-            raise ValueError(f"max_request_bytes must be >= 1024, got {self.max_request_bytes}")
-        if not self.route_prefix.startswith("/"):
-            raise ValueError(f"route_prefix must start with '/', got {self.route_prefix!r}")
+RESPONSE_FIELDS = tuple(f for f in ANSWER_FIELDS if f not in ("answer_error", "status", "error"))
 
 
 class HTTPError(Exception):
@@ -224,7 +165,7 @@ class GeoModel:
     async def _predict_one(self, data: bytes) -> dict:
         try:
             image = await asyncio.to_thread(
-                self.predictor.load_image, data, max_pixels=self.cfg.max_image_pixels
+                self.predictor.load_image, data, max_image_pixels=self.cfg.max_image_pixels
             )
         except ImageDecodeError as err:
             status = 413 if err.reason.startswith("too many pixels") else 400
@@ -344,22 +285,34 @@ def build_app(args: dict | ServeConfig):
 
     cfg = args if isinstance(args, ServeConfig) else ServeConfig(**args)
     key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-    num_gpus = cfg.num_gpus
-    if num_gpus is None:
-        num_gpus = 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) else 0.0
+    gpus = cfg.gpus_per_replica
+    if gpus is None:
+        gpus = 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) else 0.0
     return GeoModel.options(
         num_replicas=cfg.num_replicas,
         max_ongoing_requests=cfg.max_ongoing_requests,
         max_queued_requests=cfg.max_queued_requests,
-        ray_actor_options={"num_cpus": cfg.num_cpus, "num_gpus": num_gpus},
+        ray_actor_options={"num_cpus": cfg.cpus_per_replica, "num_gpus": gpus},
     ).bind(asdict(cfg), _key_digest(key) if key else None)
 
 
 def run(cfg: ServeConfig, *, blocking: bool = True) -> None:
-    """Start Serve on ``cfg.host:cfg.port`` and deploy the app (``georay serve``)."""
-    init_ray()
+    """Start Serve on ``cfg.host:cfg.port`` and deploy the app (``georay serve``).
+
+    With ``blocking`` it serves until Ctrl-C or SIGTERM (what ``docker stop`` and Kubernetes
+    send), then shuts the app down: a running app keeps its CPUs and GPUs otherwise.
+    """
+    init_ray(cfg.address)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
     log.info("georay API on http://%s:%d%s", cfg.host, cfg.port, cfg.route_prefix)
-    while blocking:
-        time.sleep(3600)
+    if not blocking:
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()

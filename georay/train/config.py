@@ -2,98 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from georay.config import RayConfig, option
+from georay.models.lora import DEFAULT_TARGETS
 
 STAGES = ("reasoning", "location")
 FINETUNE_MODES = ("lora", "full")
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(RayConfig):
     """One stage of GeoReasoner fine-tuning: reasoning (stage 1) or location (stage 2)."""
 
-    stage: str = field(metadata={"help": "reasoning (stage 1) or location (stage 2)"})
-    data: str = field(metadata={"help": "SFT JSONL (Qwen-VL conversations), local or s3://"})
-    model: str = field(
-        metadata={
-            "help": "start point: model folder, s3:// prefix, hub id, a stage-1 artifact "
-            "(stage 2 builds on it), or 'tiny' for the tiny test Qwen2-VL"
-        }
+    stage: str = option(help="reasoning (stage 1) or location (stage 2)")
+    data: str = option(help="SFT JSONL (Qwen-VL conversations), local or s3://", path="in")
+    model: str = option(
+        help="start point: model folder, s3:// prefix, hub id, a stage-1 artifact (stage 2 "
+        "builds on it), or 'tiny' for the tiny test Qwen2-VL",
+        path="model",
     )
-    output: str = field(metadata={"help": "artifact folder to write, local or s3://"})
-    storage_path: str = field(
-        default="",
-        metadata={
-            "help": "Ray Train storage for checkpoints (local or s3://; shared storage on "
-            "multi-node); default: OUTPUT-checkpoints"
-        },
+    output: str = option(help="artifact folder to write, local or s3://", path="out")
+    storage_path: str = option(
+        "",
+        help="Ray Train storage for checkpoints (local or s3://; shared storage on multi-node); "
+        "default: OUTPUT-checkpoints",
+        path="out",
     )
-    name: str = field(
-        default="",
-        metadata={"help": "run name; rerun with the same storage path and name to resume"},
+    name: str = option("", help="run name; rerun with the same storage path and name to resume")
+    finetune: str = option("lora", help="lora (adapter on a frozen model) or full")
+    lora_r: int = option(64, help="LoRA rank (paper: 64)")
+    lora_alpha: float = option(16, help="LoRA alpha (paper: 16)")
+    lora_dropout: float = option(0.05, help="LoRA dropout (paper: 0.05)")
+    lora_targets: list[str] = option(
+        factory=lambda: list(DEFAULT_TARGETS),
+        help="comma-separated language-model modules that get LoRA adapters",
     )
-    finetune: str = field(
-        default="lora", metadata={"help": "lora (adapter on a frozen model) or full"}
+    train_vision: bool = option(
+        False, help="full fine-tuning also trains the vision tower (paper: frozen)"
     )
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank (paper: 64)"})
-    lora_alpha: float = field(default=16, metadata={"help": "LoRA alpha (paper: 16)"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper: 0.05)"})
-    lora_targets: list[str] = field(
-        default_factory=lambda: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
-        metadata={"help": "comma-separated language-model modules that get LoRA adapters"},
+    lr: float = option(1e-5, help="peak learning rate (paper: 1e-5)")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    warmup_steps: int = option(0, help="linear warm-up steps")
+    epochs: int = option(5, help="epochs (paper: 5); see max_steps")
+    max_steps: int = option(0, help="optimizer steps; overrides epochs when > 0")
+    batch_size: int = option(4, help="examples per worker per micro-step")
+    grad_accum: int = option(1, help="micro-steps per optimizer step")
+    max_grad_norm: float = option(1.0, help="gradient clipping (0: off)")
+    checkpoint_every: int = option(100, help="checkpoint every N optimizer steps (and at the end)")
+    report_every: int = option(
+        1,
+        help="ray.train.report every N steps (each report waits for the controller's 2 s poll; "
+        "raise it when steps take well under 2 s)",
     )
-    train_vision: bool = field(
-        default=False,
-        metadata={"help": "full fine-tuning also trains the vision tower (paper: frozen)"},
-    )
-    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (paper: 1e-5)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
-    epochs: int = field(default=5, metadata={"help": "epochs (paper: 5); see max_steps"})
-    max_steps: int = field(
-        default=0, metadata={"help": "optimizer steps; overrides epochs when > 0"}
-    )
-    batch_size: int = field(default=4, metadata={"help": "examples per worker per micro-step"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-steps per optimizer step"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: off)"})
-    checkpoint_every: int = field(
-        default=100, metadata={"help": "checkpoint every N optimizer steps (and at the end)"}
-    )
-    report_every: int = field(
-        default=1,
-        metadata={
-            "help": "ray.train.report every N steps (each report waits for the controller's "
-            "2 s poll; raise it when steps take well under 2 s)"
-        },
-    )
-    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept in storage"})
-    num_workers: int = field(default=1, metadata={"help": "Ray Train workers (data parallel)"})
-    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker; bf16 autocast"})
-    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs reserved per worker"})
-    max_failures: int = field(
-        default=1, metadata={"help": "worker failures to recover from (from the last checkpoint)"}
-    )
-    seed: int = field(default=0, metadata={"help": "data order and tiny-model seed"})
-    max_length: int = field(
-        default=2048, metadata={"help": "drop examples with more tokens than this"}
-    )
-    fail_at_step: int = field(
-        default=0,
-        metadata={
-            "help": "fault injection: rank 0 exits at this step on a run that did not resume "
-            "from a checkpoint (tests recovery); 0: never"
-        },
-    )
+    keep_checkpoints: int = option(2, help="checkpoints kept in storage")
+    num_workers: int = option(1, help="Ray Train workers (data parallel)")
+    use_gpu: bool = option(False, help="one GPU per worker; bf16 autocast")
+    cpus_per_worker: float = option(1.0, help="CPUs reserved per worker")
+    max_failures: int = option(1, help="worker failures to recover from (from the last checkpoint)")
+    seed: int = option(0, help="data order and tiny-model seed")
+    max_length: int = option(2048, help="drop examples with more tokens than this")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.finetune not in FINETUNE_MODES:

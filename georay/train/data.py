@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from georay.data.images import decode_image
-from georay.data.sft import SftExample, read_sft
 from georay.data.storage import parent_of, read_bytes, resolve_relative
 from georay.models.vlm import IGNORE_INDEX, collate, encode_example
+from georay.protocol.sft import SftExample, read_sft
 
 log = logging.getLogger(__name__)
 

@@ -208,8 +208,16 @@ def restore_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -
     return int(state["step"]), list(state["history"])
 
 
+# Fault injection for tests: rank 0 of a run that did not resume exits at this step. Read from
+# the driver's environment by georay.train.run and handed to the workers; never a user flag.
+FAULT_ENV = "GEORAY_TEST_FAIL_AT_STEP"
+
+
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train worker entry point; ``config`` = {"cfg": TrainConfig fields, "source": str}."""
+    """Ray Train worker entry point.
+
+    ``config`` = ``{"cfg": TrainConfig fields, "source": str, "fail_at_step": int}``.
+    """
     import ray.train
     import ray.train.torch
 
@@ -258,7 +266,7 @@ def train_loop_per_worker(config: dict) -> None:
             resumed_from=start,
         )
     for step in range(start + 1, steps + 1):
-        if cfg.fail_at_step and step == cfg.fail_at_step and start == 0 and rank == 0:
+        if step == config.get("fail_at_step") and start == 0 and rank == 0:
             # The controller takes reports (and registers checkpoints) when it polls, every
             # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: let two polls pass so the last checkpoint
             # counts, like a worker that dies a while after checkpointing.

@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from georay.data.sft import read_sft
 from georay.data.storage import filesystem_for, is_s3, join_uri, write_bytes
 from georay.models import artifact
 from georay.models.vlm import localize, tiny_qwen2vl
+from georay.protocol.sft import read_sft
 from georay.runtime import init_ray
 from georay.train.config import TrainConfig
-from georay.train.loop import train_loop_per_worker
+from georay.train.loop import FAULT_ENV, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def train(cfg: TrainConfig) -> dict:
         the run went on from a checkpoint), ``median_tokens_per_s``, ``elapsed_s``,
         ``checkpoint`` (URI of the final Ray Train checkpoint), ``losses`` (per step).
     """
-    init_ray()
+    init_ray(cfg.address, log_to_driver=False)
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -149,7 +149,11 @@ def train(cfg: TrainConfig) -> dict:
         resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={"cfg": dataclasses.asdict(cfg), "source": source},
+            train_loop_config={
+                "cfg": dataclasses.asdict(cfg),
+                "source": source,
+                "fail_at_step": int(os.environ.get(FAULT_ENV) or 0),
+            },
             scaling_config=ray.train.ScalingConfig(
                 num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
             ),

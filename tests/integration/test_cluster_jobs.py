@@ -180,7 +180,7 @@ def georay(*args: str) -> None:
 def work(tmp_path_factory) -> Path:
     """`$W` of the README: a synthetic world and a tiny base model to predict with."""
     w = tmp_path_factory.mktemp("w")
-    georay("synth", "--out", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
+    georay("synth", "--output", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
            "--width", "320", "--height", "240")  # fmt: skip
     from georay.models.vlm import tiny_qwen2vl
 
@@ -226,7 +226,7 @@ def check_scores_and_predictions(manifest_ids: list[str], curate, predict, fs=No
     assert sorted(preds["image_id"].to_pylist()) == sorted(manifest_ids)
     assert set(preds["status"].to_pylist()) == {"ok"}
     summary = json.loads(_read(f"{predict}/summary.json", fs))
-    assert summary["rows"] == n == summary["ok"] + summary["error"]
+    assert summary["rows_out"] == n == summary["ok"] + summary["error"]
 
 
 def _read(path: str, fs=None) -> bytes:
@@ -241,7 +241,7 @@ def test_curate_and_predict_jobs_on_a_token_cluster(token_cluster, work, head):
     manifest = str(work / "world" / "manifest.parquet")
     timings = token_cluster.timings
     timings["curate_score_submit_s"] = token_cluster.submit(
-        "jobs/curate.py", "score", "--manifest", manifest, "--head", str(head),
+        "jobs/curate.py", "score", "--input", manifest, "--head", str(head),
         "--output", str(work / "curate"),
     )  # fmt: skip
     timings["predict_submit_s"] = token_cluster.submit(
@@ -278,7 +278,7 @@ def test_curate_and_predict_jobs_on_s3_leak_no_credentials(token_cluster, work, 
     b = f"s3://{s3_bucket}"
     timings = token_cluster.timings
     timings["s3_curate_score_submit_s"] = token_cluster.submit(
-        "jobs/curate.py", "score", "--manifest", f"{b}/world/manifest.parquet",
+        "jobs/curate.py", "score", "--input", f"{b}/world/manifest.parquet",
         "--head", f"{b}/head", "--output", f"{b}/curate",
     )  # fmt: skip
     timings["s3_predict_submit_s"] = token_cluster.submit(

@@ -122,7 +122,7 @@ def _georay(*args: str, env=None) -> None:
 
 def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
     world = tmp_path / "world"
-    _georay("synth", "--out", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
+    _georay("synth", "--output", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
             "--width", "320", "--height", "240")  # fmt: skip
     _upload(world, s3_bucket, "world")
     # Stage-1 SFT data (driver-only, no Ray): what the train job reads.
@@ -138,7 +138,7 @@ def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
                 "--sample", "24"],
         # Small parts and blocks: the output commits progressively, so the node is lost with
         # work both done and pending.
-        "score": ["jobs/curate.py", "score", "--manifest", manifest, "--head", f"{b}/head",
+        "score": ["jobs/curate.py", "score", "--input", manifest, "--head", f"{b}/head",
                   "--output", f"{b}/curate", "--rows-per-part", "8", "--block-rows", "4",
                   "--batch-size", "4"],
         # Two 1-CPU workers on a cluster of 1-CPU nodes: data parallel across two nodes, with

@@ -100,8 +100,8 @@ def test_score_manifest_with_bad_rows(ray_session, world, head, tmp_path):
                       + [str(root / f"{i}.jpg") for i in ids[2:]]})  # fmt: skip
     manifest = tmp_path / "m.csv"
     write_manifest(table, str(manifest))
-    cfg = ScoreConfig(manifest=str(manifest), head=str(head[0]), output=str(tmp_path / "o"),
-                      max_pixels=100_000, sha256=True, embeddings=True)  # fmt: skip
+    cfg = ScoreConfig(input=str(manifest), head=str(head[0]), output=str(tmp_path / "o"),
+                      max_image_pixels=100_000, sha256=True, embeddings=True)  # fmt: skip
     summary = score(cfg)
     assert summary["rows_in"] == 7 == summary["ok"] + summary["error"]
     assert summary["ok"] == 2
@@ -124,7 +124,7 @@ def test_score_manifest_with_bad_rows(ray_session, world, head, tmp_path):
 
 def test_score_directory_and_webdataset(ray_session, world, head, tmp_path):
     images = world.parent / "images"
-    summary = score(ScoreConfig(images=str(images), head=str(head[0]), output=str(tmp_path / "d")))
+    summary = score(ScoreConfig(input=str(images), head=str(head[0]), output=str(tmp_path / "d")))
     assert summary["rows_in"] == summary["ok"] == 120
     rows = _scores(tmp_path / "d")
     assert rows["image_id"].to_pylist()[:1] != [] and "v0000" in rows["image_id"].to_pylist()
@@ -135,7 +135,7 @@ def test_score_directory_and_webdataset(ray_session, world, head, tmp_path):
             info = tarfile.TarInfo(f"k{i:03d}.jpg")
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-    summary = score(ScoreConfig(webdataset=str(tar), head=str(head[0]), output=str(tmp_path / "w")))
+    summary = score(ScoreConfig(input=str(tar), head=str(head[0]), output=str(tmp_path / "w")))
     assert summary["rows_in"] == summary["ok"] == 10
     ids = _scores(tmp_path / "w")["image_id"].to_pylist()
     assert sorted(ids) == [f"{tar}#k{i:03d}" for i in range(10)]
@@ -145,7 +145,7 @@ def test_scoring_actor_killed_mid_job(ray_session, world, head, tmp_path):
     """ray.kill on a scoring actor: Ray Data restarts it and retries; every row once."""
     import ray
 
-    cfg = ScoreConfig(manifest=str(world), head=str(head[0]), output=str(tmp_path / "k"),
+    cfg = ScoreConfig(input=str(world), head=str(head[0]), output=str(tmp_path / "k"),
                       batch_size=4, block_rows=8, rows_per_part=8)  # fmt: skip
     result: dict = {}
     job = threading.Thread(target=lambda: result.update(score(cfg)))
@@ -206,11 +206,11 @@ def test_s3_input_and_output(ray_session, s3_bucket, world, head, tmp_path):
     write_manifest(table, f"{base}/world/manifest.parquet")
     for name in ("head.json", "head.npz", "encoder.pt"):
         write_bytes(f"{base}/head/{name}", (head[0] / name).read_bytes())
-    summary = score(ScoreConfig(manifest=f"{base}/world/manifest.parquet", head=f"{base}/head",
+    summary = score(ScoreConfig(input=f"{base}/world/manifest.parquet", head=f"{base}/head",
                                 output=f"{base}/out"))  # fmt: skip
     assert (summary["rows_in"], summary["ok"], summary["error"]) == (13, 12, 1)
     assert json.loads(read_bytes(f"{base}/out/summary.json"))["ok"] == 12
-    again = score(ScoreConfig(images=f"{base}/world/images", head=f"{base}/head",
+    again = score(ScoreConfig(input=f"{base}/world/images", head=f"{base}/head",
                               output=f"{base}/out-dir"))  # fmt: skip
     assert again["ok"] == 12
 

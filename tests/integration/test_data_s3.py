@@ -54,10 +54,10 @@ def test_photo_on_s3_decodes_and_inspects(s3_bucket, shared_data):
 
 
 def test_synth_world_on_s3(s3_bucket):
-    from georay.data.synth import SynthConfig, generate_world
+    from georay.synth.world import SynthConfig, generate_world
 
     out = f"s3://{s3_bucket}/world"
-    generate_world(SynthConfig(out=out, n=4, countries=2, seed=3, corrupt=1, workers=1))
+    generate_world(SynthConfig(output=out, n=4, countries=2, seed=3, corrupt=1, workers=1))
     table = read_manifest(f"{out}/manifest.parquet")
     assert table.num_rows == 5
     first = table.column("uri")[0].as_py()

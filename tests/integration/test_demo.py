@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from georay.demo import DemoConfig, run_demo, summary_table
+from georay.demo import DemoConfig, run_demo
+from georay.demo.run import summary_table
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def test_every_row_is_accounted_for(demo):
     score, predict = out["curate_score"], out["predict"]
     assert score["rows_in"] == cfg.n + cfg.corrupt == score["ok"] + score["error"]
     assert score["error"] == cfg.corrupt
-    assert predict["rows"] == predict["ok"] + predict["error"]
+    assert predict["rows_out"] == predict["ok"] + predict["error"]
     assert predict["error"] >= 1  # the broken files in the held-out input are recorded
 
 
@@ -73,7 +74,7 @@ def test_report_and_summary(demo):
     report = Path(run, "report", "report.md").read_text()
     assert "country" in report.lower()
     assert list(Path(run, "report").glob("*.png"))
-    table = summary_table(out, cfg.countries)
+    table = summary_table(out)
     for stage in ("synth", "curate_score", "train_location", "predict", "evaluate"):
         assert stage in table
     assert f"{run}/report/report.md" in table

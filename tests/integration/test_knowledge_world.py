@@ -9,14 +9,15 @@ import pyarrow.compute as pc
 
 from georay.data.manifest import read_manifest
 from georay.data.storage import read_bytes
-from georay.knowledge import KnowledgeConfig, build, read_sft
+from georay.knowledge import KnowledgeConfig, build
+from georay.protocol.sft import read_sft
 
 
 def test_world_clues_and_manifest_on_s3(s3_bucket):
-    from georay.data.synth import SynthConfig, generate_world
+    from georay.synth.world import SynthConfig, generate_world
 
     world = f"s3://{s3_bucket}/world"
-    generate_world(SynthConfig(out=world, n=24, countries=4, seed=5, width=96, height=72,
+    generate_world(SynthConfig(output=world, n=24, countries=4, seed=5, width=96, height=72,
                                workers=1))  # fmt: skip
     out = f"s3://{s3_bucket}/sft"
     summary = build(KnowledgeConfig(output=out, clues=f"{world}/clues.jsonl",

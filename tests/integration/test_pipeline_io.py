@@ -27,7 +27,7 @@ def _jpeg(seed: int, size=(64, 48)) -> bytes:
 
 
 def bad_inputs() -> dict[str, bytes]:
-    """One file per bad-input kind (name -> bytes); ``big`` exceeds max_pixels=10_000."""
+    """One file per bad-input kind (name -> bytes); ``big`` exceeds max_image_pixels=10_000."""
     good = _jpeg(99)
     return {
         "zero": b"",
@@ -41,14 +41,16 @@ def bad_inputs() -> dict[str, bytes]:
 def _run(src, out, **read_kwargs) -> pl.PartWriter:
     def _mean(batch: dict) -> dict:
         """A stand-in model stage (nested: Ray workers cannot import test modules)."""
-        means = batch["pixels"].reshape(len(batch["pixels"]), -1).mean(axis=1).astype("f4")
+        ok = pl.ok_mask(batch)
+        means = np.full(len(ok), np.nan, "f4")
+        means[ok] = [im.mean() for im in pl.images_of(batch, np.flatnonzero(ok))]
         return {"image_id": batch["image_id"], "status": batch["status"],
-                "error": batch["error"], "mean": np.where(pl.ok_mask(batch), means, np.nan)}  # fmt: skip
+                "error": batch["error"], "mean": means}  # fmt: skip
 
-    writer = pl.PartWriter(out, tables=("scores",))
+    writer = pl.PartWriter(out, tables=("scores",)).open()
     ds = pl.read_input(str(src), done_ids=writer.done_ids(), block_rows=4, **read_kwargs)
-    ds = ds.map_batches(pl.fetch_bytes, fn_kwargs={"sha256": True})
-    ds = ds.map_batches(pl.decode_images, fn_kwargs={"side": SIDE, "max_pixels": 10_000})
+    load = {"side": SIDE, "max_image_pixels": 10_000, "sha256": True}
+    ds = ds.map_batches(pl.load_images, fn_kwargs=load)
     ds = ds.map_batches(_mean, batch_size=8)
     pl.stream_to_parts(ds, writer, lambda t: {"scores": pl.conform(t, SCHEMA)}, rows_per_part=5)
     return writer
@@ -88,7 +90,7 @@ def test_manifest_missing_file_and_resume(ray_session, image_dir, tmp_path):
     write_manifest(table, str(manifest))
     out = tmp_path / "out"
     # A committed part from an earlier, killed run, plus a temp file it left behind.
-    writer = pl.PartWriter(str(out))
+    writer = pl.PartWriter(str(out)).open()
     writer.write_part({"scores": pl.conform(pa.table({"image_id": ["good0"], "status": ["ok"]}),
                                             SCHEMA)})  # fmt: skip
     (out / "scores" / ".part-x.parquet.tmp").write_bytes(b"partial")
@@ -102,11 +104,11 @@ def test_manifest_missing_file_and_resume(ray_session, image_dir, tmp_path):
 
 
 def test_uncommitted_side_parts_are_dropped(tmp_path):
-    writer = pl.PartWriter(str(tmp_path), tables=("scores", "curated"))
+    writer = pl.PartWriter(str(tmp_path), tables=("scores", "curated")).open()
     t = pl.conform(pa.table({"image_id": ["a"], "status": ["ok"]}), SCHEMA)
     writer.write_part({"scores": t, "curated": t})
     (tmp_path / "curated" / "part-orphan.parquet").write_bytes(b"x")  # driver died before commit
-    again = pl.PartWriter(str(tmp_path), tables=("scores", "curated"))
+    again = pl.PartWriter(str(tmp_path), tables=("scores", "curated")).open()
     assert len(again.files("curated")) == 1
     assert not (tmp_path / "curated" / "part-orphan.parquet").exists()
     assert again.done_ids().to_pylist() == ["a"]

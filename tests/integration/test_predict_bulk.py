@@ -75,9 +75,9 @@ def test_manifest_job_exactly_once_then_resume(ray_session, tmp_path, tiny_model
                   block_rows=4, rows_per_part=3)  # fmt: skip
     summary = predict(cfg)
     total = len(good) + len(CORRUPT) + 1
-    assert (summary["rows"], summary["ok"], summary["error"]) == (total, len(good), 4)
+    assert (summary["rows_out"], summary["ok"], summary["error"]) == (total, len(good), 4)
     assert summary["rows_this_run"] == total and summary["skipped_exif"] == 1
-    assert json.loads((out / "summary.json").read_text())["rows"] == total
+    assert json.loads((out / "summary.json").read_text())["rows_out"] == total
 
     table = _read(out)
     assert table.schema.names == PREDICTIONS_SCHEMA.names
@@ -97,7 +97,8 @@ def test_manifest_job_exactly_once_then_resume(ray_session, tmp_path, tiny_model
             assert isinstance(rows[name]["raw_text"], str) and rows[name]["exif_lat"] is None
 
     # The job's answers are the Predictor's answers for the same bytes.
-    from georay.predict.predictor import ModelSettings, Predictor
+    from georay.predict.config import ModelSettings
+    from georay.predict.predictor import Predictor
 
     direct = Predictor(ModelSettings.of(vars(cfg)))
     sample = ["img0", "img1", "img2"]
@@ -113,7 +114,7 @@ def test_manifest_job_exactly_once_then_resume(ray_session, tmp_path, tiny_model
     (out / "predictions" / ".part-stale.parquet.tmp").write_bytes(b"half written")
     again = predict(cfg)
     assert again["rows_this_run"] == lost
-    assert (again["rows"], again["ok"], again["error"]) == (total, len(good), 4)
+    assert (again["rows_out"], again["ok"], again["error"]) == (total, len(good), 4)
     after = _read(out)
     assert sorted(after["image_id"].to_pylist()) == sorted(rows)
     assert not list((out / "predictions").glob(".*"))
@@ -131,10 +132,10 @@ def test_s3_folder_input_and_output(ray_session, tmp_path, tiny_model, s3_bucket
     s3.put_object(Bucket=s3_bucket, Key="photos/broken.jpg", Body=b"\xff\xd8\xff\xe0 broken")
     out = f"s3://{s3_bucket}/runs/predict"
     summary = predict(_config(tiny_model, input=f"s3://{s3_bucket}/photos", output=out))
-    assert (summary["rows"], summary["ok"], summary["error"]) == (len(good) + 1, len(good), 1)
+    assert (summary["rows_out"], summary["ok"], summary["error"]) == (len(good) + 1, len(good), 1)
     assert summary["skipped_exif"] == 0
     body = s3.get_object(Bucket=s3_bucket, Key="runs/predict/summary.json")["Body"].read()
-    assert json.loads(body)["rows"] == len(good) + 1
+    assert json.loads(body)["rows_out"] == len(good) + 1
     from georay.pipeline import PartWriter
 
     table = PartWriter(out, tables=("predictions",)).read()
@@ -142,3 +143,26 @@ def test_s3_folder_input_and_output(ray_session, tmp_path, tiny_model, s3_bucket
     assert set(rows) == {*good, "broken"}
     assert rows["gps"]["exif_lat"] is not None and isinstance(rows["gps"]["raw_text"], str)
     assert rows["img0"]["uri"] == f"s3://{s3_bucket}/photos/img0.jpg"
+
+
+def test_output_of_another_model_or_input_is_refused(ray_session, tmp_path, tiny_model):
+    from georay.cli import main
+    from georay.errors import UserError
+    from georay.models.vlm import tiny_qwen2vl
+
+    manifest, good = _world(tmp_path / "world")
+    out = tmp_path / "out"
+    first = predict(_config(tiny_model, input=str(manifest), output=str(out)))
+    before = sorted(_read(out)["image_id"].to_pylist())
+    other = tmp_path / "other-model"
+    tiny_qwen2vl(save_dir=other, seed=1)
+    with pytest.raises(UserError) as refused:
+        predict(_config(str(other), input=str(manifest), output=str(out)))
+    assert f"model={tiny_model!r}" in str(refused.value) and str(other) in str(refused.value)
+    with pytest.raises(UserError, match="input="):
+        predict(_config(tiny_model, input=str(tmp_path / "world" / "images"), output=str(out)))
+    # The same mistake at the command line: one error line naming both models, status 2.
+    argv = ["predict", "--input", str(manifest), "--model", str(other), "--output", str(out)]
+    assert main(argv) == 2
+    assert sorted(_read(out)["image_id"].to_pylist()) == before  # nothing was written
+    assert first["rows_out"] == len(before)

@@ -46,7 +46,7 @@ def urls(ray_session, tmp_path_factory):
     tiny_qwen2vl(save_dir=model)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    common = dict(model=str(model), max_new_tokens=8, num_cpus=0.2)
+    common = dict(model=str(model), max_new_tokens=8, cpus_per_replica=0.2)
     main = ServeConfig(
         **common, num_replicas=2, max_batch_size=4, max_image_pixels=2_000_000,
         max_request_bytes=1 << 20,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from georay.data import prompts
 from georay.data.images import encode_jpeg
-from georay.data.sft import SftExample, write_sft
 from georay.models import artifact
+from georay.protocol import prompts
+from georay.protocol.sft import SftExample, write_sft
 from georay.train import TrainConfig, train
 
 COLOURS = {"Chile": (200, 40, 40), "Kenya": (40, 160, 40), "Japan": (40, 40, 200)}
@@ -76,8 +76,11 @@ def _history(artifact_dir, stage):
     return [json.loads(line) for line in lines]
 
 
-def test_two_workers_recover_from_a_killed_worker(ray_session, world, tmp_path):
+def test_two_workers_recover_from_a_killed_worker(ray_session, world, tmp_path, monkeypatch):
     """Rank 0 dies at step 3; the run goes on from the step-2 checkpoint, not from step 0."""
+    from georay.train.loop import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "3")  # fault injection is an environment variable, not a flag
     summary = train(
         _cfg(
             world,
@@ -87,7 +90,6 @@ def test_two_workers_recover_from_a_killed_worker(ray_session, world, tmp_path):
             checkpoint_every=2,
             report_every=10,
             max_failures=1,
-            fail_at_step=3,
         )
     )
     assert summary["steps"] == 5 and summary["resumed_from"] == 2

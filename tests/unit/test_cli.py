@@ -21,7 +21,7 @@ STAGES = [
 
 
 def _subcommands(parser):
-    return next(a for a in parser._actions if a.dest == "command").choices
+    return next(a for a in parser._actions if a.dest == "command_name").choices
 
 
 def test_every_stage_has_a_subcommand():
@@ -37,7 +37,7 @@ def test_help_says_what_each_stage_does(stage):
 def test_demo_flags_are_the_config_fields():
     from dataclasses import fields
 
-    from georay.demo import DemoConfig
+    from georay.demo.config import DemoConfig
 
     demo = _subcommands(build_parser())["demo"]
     flags = {opt for a in demo._actions for opt in a.option_strings}

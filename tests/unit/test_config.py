@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from georay.config import add_dataclass_args, from_args
+from georay.errors import UserError
 
 
 @dataclass
@@ -27,7 +28,7 @@ def parse(argv):
 
 
 def test_flags_map_one_to_one_to_fields():
-    cfg = parse(["--output", "o", "--steps", "3", "--use-gpu", "true", "--resolutions", "4,6"])
+    cfg = parse(["--output", "o", "--steps", "3", "--use-gpu", "--resolutions", "4,6"])
     assert cfg == Example(output="o", steps=3, use_gpu=True, resolutions=[4, 6])
 
 
@@ -51,7 +52,7 @@ def test_preset_with_unknown_field_is_rejected(tmp_path):
 
 
 def test_missing_required_flag_names_it():
-    with pytest.raises(SystemExit, match="--output"):
+    with pytest.raises(UserError, match="--output"):
         parse([])
 
 

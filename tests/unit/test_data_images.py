@@ -90,8 +90,8 @@ def test_decode_errors(data, reason):
 def test_too_many_pixels_checked_before_decoding():
     data = _jpeg(64, 48)
     with pytest.raises(ImageDecodeError, match="too many pixels"):
-        decode_image(data, max_pixels=64 * 48 - 1)
-    assert decode_image(data, max_pixels=64 * 48).shape == (48, 64, 3)
+        decode_image(data, max_image_pixels=64 * 48 - 1)
+    assert decode_image(data, max_image_pixels=64 * 48).shape == (48, 64, 3)
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

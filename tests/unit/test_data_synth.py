@@ -14,7 +14,7 @@ from georay.cli import main
 from georay.data.ade20k import NUM_CLASSES, locatability
 from georay.data.images import ImageDecodeError, decode_image
 from georay.data.manifest import read_manifest
-from georay.data.synth import SynthConfig, generate_world, split_of
+from georay.synth.world import SynthConfig, generate_world, split_of
 
 # The fixed country order: every 8-country world uses these.
 FIRST_EIGHT = {"JP", "BR", "FR", "US", "IN", "ZA", "RU", "AU"}
@@ -35,7 +35,7 @@ def world(tmp_path_factory) -> Path:
     rc = main(
         [
             "synth",
-            "--out",
+            "--output",
             str(out),
             "--n",
             "200",
@@ -87,7 +87,7 @@ def test_fractions_are_exact_and_teacher_separates_views(world):
 
 def test_rerun_in_another_folder_is_byte_identical(world, tmp_path):
     cfg = SynthConfig(
-        out=str(tmp_path / "again"), n=200, countries=8, seed=0, corrupt=4, workers=2
+        output=str(tmp_path / "again"), n=200, countries=8, seed=0, corrupt=4, workers=2
     )  # also: a process pool must not change the bytes
     summary = generate_world(cfg)
     assert summary["images"] == 200 and summary["corrupt"] == 4
@@ -95,7 +95,7 @@ def test_rerun_in_another_folder_is_byte_identical(world, tmp_path):
 
 
 def test_other_seed_differs_but_keeps_countries(world, tmp_path):
-    generate_world(SynthConfig(out=str(tmp_path / "s1"), n=16, countries=8, seed=1, workers=1))
+    generate_world(SynthConfig(output=str(tmp_path / "s1"), n=16, countries=8, seed=1, workers=1))
     other = read_manifest(str(tmp_path / "s1" / "manifest.parquet"))
     assert set(other.column("country").to_pylist()) <= FIRST_EIGHT
     first = (tmp_path / "s1" / "images" / "synth-s1-000000.jpg").read_bytes()
@@ -143,9 +143,9 @@ def test_clues_and_world_json(world):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="countries must be in 1..16"):
-        SynthConfig(out="x", countries=17)
+        SynthConfig(output="x", countries=17)
     with pytest.raises(ValueError, match="low_locatability"):
-        SynthConfig(out="x", low_locatability=1.5)
+        SynthConfig(output="x", low_locatability=1.5)
 
 
 def test_inspect_cli_prints_published_coordinates(shared_data, world, capsys):

@@ -169,7 +169,7 @@ def test_truth_without_city_column_and_csv(tmp_path):
         '{"image_id": "a", "country": "CH", "city": "Zürich"}\n{"image_id": "b", "country": "KR"}\n'
     )
     cfg = EvaluateConfig(predictions=str(tmp_path / "pred.jsonl"), truth=str(tmp_path / "truth.csv"),
-                         output=str(tmp_path / "out"), h3_res=[4], plots=False)  # fmt: skip
+                         output=str(tmp_path / "out"), h3_resolution=[4], plots=False)  # fmt: skip
     metrics = evaluate(cfg)
     assert metrics["country"]["correct"] == 1 and metrics["country"]["answered"] == 2
     assert metrics["inputs"]["truth_city_from_coordinates"] == 2
@@ -179,8 +179,10 @@ def test_truth_without_city_column_and_csv(tmp_path):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="0..15"):
-        EvaluateConfig(predictions="p", truth="t", output="o", h3_res=[16])
-    assert EvaluateConfig(predictions="p", truth="t", output="o", h3_res="5,3").h3_res == [3, 5]
+        EvaluateConfig(predictions="p", truth="t", output="o", h3_resolution=[16])
+    assert EvaluateConfig(
+        predictions="p", truth="t", output="o", h3_resolution="5,3"
+    ).h3_resolution == [3, 5]
 
 
 def test_nothing_to_score_still_reports(tmp_path):

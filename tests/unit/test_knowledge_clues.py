@@ -11,10 +11,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from georay.data.prompts import LOCATION_QUESTION, REASONING_QUESTION
 from georay.geo.gazetteer import get_gazetteer
-from georay.knowledge import KnowledgeConfig, build, read_sft
+from georay.knowledge import KnowledgeConfig, build
 from georay.knowledge.clues import Clue, find_places, locate_clue, read_clues
+from georay.protocol.prompts import LOCATION_QUESTION, REASONING_QUESTION
+from georay.protocol.sft import read_sft
 
 CLUES = [
     # label given as a name, an alpha-2 code, an alpha-3 code, an alias, with diacritics
@@ -190,16 +191,12 @@ def test_config_validation():
 
 
 def test_cli(tmp_path):
-    import argparse
+    from georay.cli import main
 
-    from georay.knowledge.cli import register
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())  # only this stage: georay.cli would import torch and Ray
     out = tmp_path / "cli"
-    args = parser.parse_args(["knowledge", "--clues", _write(tmp_path, "jsonl"), "--output",
-                              str(out), "--min-city-population", "50000"])  # fmt: skip
-    assert args.func(args) == 0
+    argv = ["knowledge", "--clues", _write(tmp_path, "jsonl"), "--output", str(out),
+            "--min-city-population", "50000"]  # fmt: skip
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reasoning"]["kept"] == 7
     assert summary["config"]["min_city_population"] == 50000

@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from georay.data.prompts import REASONING_QUESTION
-from georay.data.sft import (
+from georay.protocol.prompts import REASONING_QUESTION, build_messages
+from georay.protocol.sft import (
     SftExample,
     read_sft,
     split_user_value,
-    to_chat_messages,
     write_sft,
 )
 
@@ -72,7 +71,7 @@ def test_authors_json_list_accepted(tmp_path):
 
 def test_chat_messages():
     ex = SftExample("a", "/x/a.jpg", "Q?", "A")
-    assert to_chat_messages(ex) == [
+    assert build_messages(ex.question, ex.answer) == [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "A"}]},
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from georay.data.answers import ParsedAnswer, parse_answer
-from georay.data.prompts import INFERENCE_QUESTION, format_answer, location_answer
+from georay.protocol.answers import ParsedAnswer, parse_answer
+from georay.protocol.prompts import INFERENCE_QUESTION, format_answer, location_answer
 
 
 def _triple(answer: ParsedAnswer) -> tuple:

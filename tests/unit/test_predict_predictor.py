@@ -6,16 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from georay.data.images import encode_jpeg
-from georay.data.prompts import format_answer
+from georay.data.images import encode_jpeg, fit_size
 from georay.geo.cells import latlng_to_cells
-from georay.predict.predictor import (
-    PREDICTION_FIELDS,
-    ModelSettings,
-    Predictor,
-    _processor_max_pixels,
-    fit_size,
-)
+from georay.predict.config import ModelSettings
+from georay.predict.predictor import Predictor, _processor_max_pixels
+from georay.protocol.predictions import ANSWER_FIELDS
+from georay.protocol.prompts import format_answer
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +67,15 @@ def test_batched_generation_equals_one_by_one(predictor):
 
 
 def test_one_call_encoding_equals_the_shared_builder(predictor):
-    # Predictor.encode batches the processor call; training's builder encodes image by image.
+    # encode_prompts batches the processor call; training's builder encodes image by image.
     # Same tensors means same prompt, padding and image tokens: the two cannot drift apart.
-    from georay.models.vlm import encode_prompts, generate_answers
+    from georay.models.vlm import collate, encode_example, encode_prompts, generate_answers
 
     images = [predictor.load_image(encode_jpeg(im)) for im in _images(5, seed=3)]
-    ours = predictor.encode(images)
-    shared = encode_prompts(predictor.processor, images, [predictor.question] * 5)
+    ours = encode_prompts(predictor.processor, images, [predictor.question] * 5)
+    pad = predictor.processor.tokenizer.pad_token_id
+    examples = [encode_example(predictor.processor, im, predictor.question) for im in images]
+    shared = collate(examples, pad, padding_side="left")
     assert set(ours) == set(shared)
     for key in shared:
         assert torch.equal(ours[key], shared[key]), key
@@ -90,7 +88,7 @@ def test_rows_follow_the_contract_and_bad_bytes_are_error_rows(predictor):
     blobs = [encode_jpeg(im) for im in _images(3)] + [b"", b"not an image", b"\xff\xd8\xff"]
     rows = predictor.predict_bytes(blobs)
     assert len(rows) == 6
-    assert all(set(row) == set(PREDICTION_FIELDS) for row in rows)
+    assert all(set(row) == set(ANSWER_FIELDS) for row in rows)
     assert [r["status"] for r in rows] == ["ok"] * 3 + ["error"] * 3
     for row in rows[:3]:
         assert row["error"] is None and isinstance(row["raw_text"], str)

@@ -2,8 +2,8 @@
 
 import json
 
-from georay.data.prompts import INFERENCE_QUESTION, LOCATION_QUESTION, REASONING_QUESTION
 from georay.predict.predictor import default_question
+from georay.protocol.prompts import INFERENCE_QUESTION, LOCATION_QUESTION, REASONING_QUESTION
 
 
 def _artifact(path, stages):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from georay.data.answers import parse_answer
 from georay.geo.distance import haversine_km
 from georay.geo.gazetteer import get_gazetteer
 from georay.predict.resolve import resolve_answer
+from georay.protocol.answers import parse_answer
 
 
 @pytest.fixture(scope="module")

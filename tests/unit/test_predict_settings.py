@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from georay.cli import build_parser
 from georay.config import from_args
-from georay.predict.bulk import PredictConfig
-from georay.predict.predictor import ModelSettings
-from georay.serve.app import ServeConfig
+from georay.errors import UserError
+from georay.predict.config import ModelSettings, PredictConfig
+from georay.serve.config import ServeConfig
 
 
 def test_predict_flags_map_to_fields(tmp_path):
@@ -16,19 +18,21 @@ def test_predict_flags_map_to_fields(tmp_path):
     preset.write_text("batch_size: 4\nh3_resolution: 3\n")
     args = build_parser().parse_args(
         ["predict", "--input", "in/", "--model", "m", "--output", "out", "--preset", str(preset),
-         "--skip-exif-gps", "true", "--h3-resolution", "7", "--num-actors", "2"]
+         "--skip-exif-gps", "--h3-resolution", "7", "--num-actors", "2"]
     )  # fmt: skip
     cfg = from_args(PredictConfig, args)
-    assert (cfg.input, cfg.model, cfg.output) == ("in/", "m", "out")
+    # Local paths are made absolute where the command runs ("m" names no local path: a hub id).
+    assert (cfg.input, cfg.model, cfg.output) == (str(Path("in").resolve()), "m",
+                                                   str(Path("out").resolve()))  # fmt: skip
     assert cfg.skip_exif_gps is True and cfg.num_actors == 2
     assert cfg.batch_size == 4 and cfg.h3_resolution == 7  # preset < flags
-    assert args.func is not None
+    assert args.command.run == "georay.predict.bulk:predict"
 
 
 def test_serve_flags_map_to_fields():
     args = build_parser().parse_args(
         ["serve", "--model", "m", "--port", "9000", "--max-batch-size", "4",
-         "--api-key-env", "KEY_VAR", "--allow-url-fetch", "true"]
+         "--api-key-env", "KEY_VAR", "--allow-url-fetch"]
     )  # fmt: skip
     cfg = from_args(ServeConfig, args)
     assert (cfg.port, cfg.max_batch_size, cfg.api_key_env) == (9000, 4, "KEY_VAR")
@@ -37,7 +41,7 @@ def test_serve_flags_map_to_fields():
 
 
 def test_missing_required_flags_exit():
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="--input"):
         from_args(PredictConfig, build_parser().parse_args(["predict", "--model", "m"]))
 
 
@@ -47,7 +51,7 @@ def test_missing_required_flags_exit():
         (dict(num_actors=0), "num_actors"),
         (dict(rows_per_part=0), "rows_per_part"),
         (dict(block_rows=0), "block_rows"),
-        (dict(load_cpus=0), "load_cpus"),
+        (dict(decode_cpus=0), "decode_cpus"),
         (dict(batch_size=0), "batch_size"),
         (dict(max_pixels=10), "max_pixels"),
     ],

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from georay.config import add_dataclass_args, from_args
-from georay.data import prompts
 from georay.data.images import encode_jpeg
-from georay.data.sft import SftExample, write_sft
 from georay.models.vlm import tiny_qwen2vl
+from georay.protocol import prompts
+from georay.protocol.sft import SftExample, write_sft
 from georay.train.config import TrainConfig
 from georay.train.data import EncodedExamples, load_examples, micro_batches
 from georay.train.loop import (

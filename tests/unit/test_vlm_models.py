@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from georay.data import prompts
 from georay.models import artifact
 from georay.models.lora import LoraSettings, apply_lora, freeze_vision, trainable_parameters
 from georay.models.vlm import (
@@ -20,6 +19,7 @@ from georay.models.vlm import (
     load_vlm,
     tiny_qwen2vl,
 )
+from georay.protocol import prompts
 
 
 @pytest.fixture(scope="module")

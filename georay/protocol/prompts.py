@@ -41,3 +41,20 @@ def reasoning_answer(country: str, reasons: str) -> str:
 def location_answer(country: str, city: str) -> str:
     """Stage-2 target: ``{'country': ..., 'city': ...}``."""
     return format_answer(country=country, city=city)
+
+
+def build_messages(question: str, answer: str | None = None) -> list[dict]:
+    """Chat messages for one image and one question, plus the answer when training.
+
+    The image is a ``{"type": "image"}`` placeholder: the processor receives the pixels
+    separately, in placeholder order.
+
+    >>> build_messages("Which country?", "{'country': 'Chile'}")[1]["role"]
+    'assistant'
+    """
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages

@@ -23,7 +23,8 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,8 @@ from georay.data.ade20k import NUM_CLASSES
 from georay.data.images import encode_jpeg
 from georay.data.manifest import write_manifest
 from georay.data.storage import join_uri, write_bytes
-from georay.data.synth_draw import (
+from georay.synth.config import SynthConfig
+from georay.synth.draw import (
     CITY_PANELS,
     SKYLINES,
     STYLES,
@@ -56,57 +58,6 @@ _SHAPE_WORDS = {
     "diamond": "diamond-shaped",
     "octagon": "octagonal",
 }
-
-
-@dataclass
-class SynthConfig:
-    """Settings of ``georay synth``."""
-
-    out: str = field(metadata={"help": "output folder or s3:// prefix"})
-    n: int = field(default=200, metadata={"help": "number of (valid) views to draw"})
-    countries: int = field(
-        default=8, metadata={"help": f"number of countries, 1..{len(STYLES)} (fixed order)"}
-    )
-    seed: int = field(default=0, metadata={"help": "random seed; same seed, same bytes"})
-    width: int = field(default=640, metadata={"help": "image width in pixels"})
-    height: int = field(default=480, metadata={"help": "image height in pixels"})
-    low_locatability: float = field(
-        default=0.15, metadata={"help": "share of low-locatability views (sky, wall, vegetation)"}
-    )
-    corrupt: int = field(
-        default=0,
-        metadata={"help": "extra broken files (truncated, zero-byte, text, huge header)"},
-    )
-    test_share: float = field(
-        default=0.2, metadata={"help": "share of views in split 'test' (by a hash of image_id)"}
-    )
-    cities_per_country: int = field(
-        default=3, metadata={"help": f"cities per country, 1..{len(CITY_PANELS)}"}
-    )
-    jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality, 50..100"})
-    workers: int = field(
-        default=0, metadata={"help": "drawing processes; 0 = one per CPU, 1 = in this process"}
-    )
-
-    def __post_init__(self) -> None:
-        if self.n < 0:
-            raise ValueError(f"n must be >= 0, got {self.n}")
-        if not 1 <= self.countries <= len(STYLES):
-            raise ValueError(f"countries must be in 1..{len(STYLES)}, got {self.countries}")
-        if self.width < 64 or self.height < 48:
-            raise ValueError(f"image size must be at least 64x48, got {self.width}x{self.height}")
-        if not 0.0 <= self.low_locatability <= 1.0:
-            raise ValueError(f"low_locatability must be in [0, 1], got {self.low_locatability}")
-        if not 0.0 <= self.test_share <= 1.0:
-            raise ValueError(f"test_share must be in [0, 1], got {self.test_share}")
-        if self.corrupt < 0:
-            raise ValueError(f"corrupt must be >= 0, got {self.corrupt}")
-        if not 1 <= self.cities_per_country <= len(CITY_PANELS):
-            raise ValueError(f"cities_per_country must be in 1..{len(CITY_PANELS)}")
-        if not 50 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 50..100, got {self.jpeg_quality}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -259,14 +210,18 @@ def _map(tasks: list[tuple], workers: int, progress: bool):
     bar.close()
 
 
-def generate_world(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
-    """Draw the world described by ``cfg`` and write it under ``cfg.out``.
+def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Draw the world described by ``cfg`` and write it under ``cfg.output``.
+
+    ``progress`` shows a progress bar (default: when stderr is a terminal).
 
     Returns
     -------
     dict
-        Summary: out, images, corrupt, countries (codes), low_locatability (count), train, test.
+        Summary: output, images, corrupt, countries (codes), low_locatability (count), train, test.
     """
+    if progress is None:
+        progress = sys.stderr.isatty()
     world = build_world(cfg.countries, cfg.cities_per_country)
     k = len(world)
     # Balanced countries: index i gets country perm[i] (an even share each, shuffled).
@@ -316,7 +271,7 @@ def generate_world(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
     workers = cfg.workers or (os.cpu_count() or 1)
     first_jpeg = b""
     for i, (jpeg, frac) in enumerate(_map(tasks, workers, progress)):
-        write_bytes(join_uri(cfg.out, rows["uri"][i]), jpeg)
+        write_bytes(join_uri(cfg.output, rows["uri"][i]), jpeg)
         extra["ade20k_fractions"].append(frac)
         first_jpeg = first_jpeg or jpeg
 
@@ -329,7 +284,7 @@ def generate_world(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
         country = world[j % k]
         image_id = f"synth-s{cfg.seed}-corrupt-{j:03d}-{kind}"
         rel = f"images/{image_id}.jpg"
-        write_bytes(join_uri(cfg.out, rel), _corrupt_bytes(kind, first_jpeg))
+        write_bytes(join_uri(cfg.output, rel), _corrupt_bytes(kind, first_jpeg))
         lat, lon = _near(country.cities[0], np.random.default_rng([cfg.seed, j, 2]))
         for key, value in zip(
             rows,
@@ -356,16 +311,16 @@ def generate_world(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
             ),
         }
     )
-    write_manifest(table, join_uri(cfg.out, "manifest.parquet"))
+    write_manifest(table, join_uri(cfg.output, "manifest.parquet"))
     write_bytes(
-        join_uri(cfg.out, "clues.jsonl"),
+        join_uri(cfg.output, "clues.jsonl"),
         "".join(json.dumps(c, ensure_ascii=False, sort_keys=True) + "\n" for c in clues).encode(),
     )
-    write_bytes(join_uri(cfg.out, "world.json"), _world_json(cfg, world).encode())
+    write_bytes(join_uri(cfg.output, "world.json"), _world_json(cfg, world).encode())
     n_low = sum(v == "low_locatability" for v in extra["view"])
     n_test = sum(s == "test" for s in extra["split"])
     return {
-        "out": cfg.out,
+        "output": cfg.output,
         "images": cfg.n,
         "corrupt": cfg.corrupt,
         "countries": [c.style.code for c in world],

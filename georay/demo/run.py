@@ -18,60 +18,20 @@ calls, so what works here works with ``georay <stage>`` and ``ray job submit``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import asdict
 from pathlib import Path
 
-from georay.config import add_dataclass_args, from_args, load_preset
+from georay.config import load_preset
+from georay.demo.config import DemoConfig
+from georay.errors import UserError
 
 log = logging.getLogger(__name__)
 
 MARKER = "demo.json"  # marks a folder as a demo run, so --fresh only ever deletes our own runs
-
-
-@dataclass
-class DemoConfig:
-    """Settings of ``georay demo``."""
-
-    output: str = field(default="runs/demo", metadata={"help": "run folder for every stage"})
-    n: int = field(default=1200, metadata={"help": "synthetic views to draw"})
-    countries: int = field(default=8, metadata={"help": "countries in the synthetic world"})
-    seed: int = field(default=0, metadata={"help": "seed of the world and the tiny models"})
-    corrupt: int = field(
-        default=4, metadata={"help": "broken files mixed into the world (they become error rows)"}
-    )
-    reasoning_preset: str = field(
-        default="tiny_reasoning.yaml",
-        metadata={"help": "stage-1 train preset (a file, or a name in georay/train/presets)"},
-    )
-    location_preset: str = field(
-        default="tiny_location.yaml",
-        metadata={"help": "stage-2 train preset (a file, or a name in georay/train/presets)"},
-    )
-    fresh: bool = field(
-        default=True,
-        metadata={"help": "delete an earlier demo run in the output folder first (else resume)"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.n < 50:
-            raise ValueError(f"n must be >= 50 for a meaningful demo, got {self.n}")
-        if self.countries < 2:
-            raise ValueError(f"countries must be >= 2, got {self.countries}")
-        if self.corrupt < 0:
-            raise ValueError(f"corrupt must be >= 0, got {self.corrupt}")
-
-
-def _train_preset(name: str) -> dict:
-    path = Path(name)
-    if not path.exists():
-        path = Path(str(resources.files("georay.train").joinpath("presets", name)))
-    return load_preset(path)
 
 
 def _prepare(cfg: DemoConfig) -> Path:
@@ -79,7 +39,7 @@ def _prepare(cfg: DemoConfig) -> Path:
     if cfg.fresh and (run / MARKER).exists():
         shutil.rmtree(run)
     elif cfg.fresh and run.exists() and any(run.iterdir()):
-        raise SystemExit(f"{run} exists and is not a georay demo run; choose another --output")
+        raise UserError(f"{run} exists and is not a georay demo run; choose another --output")
     run.mkdir(parents=True, exist_ok=True)
     (run / MARKER).write_text(json.dumps(asdict(cfg), indent=2))
     return run
@@ -88,17 +48,17 @@ def _prepare(cfg: DemoConfig) -> Path:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
     from georay.curate import FitConfig, ScoreConfig, fit, score
-    from georay.data.synth import SynthConfig, generate_world
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
-    from georay.predict.bulk import PredictConfig, predict
+    from georay.predict import PredictConfig, predict
     from georay.runtime import init_ray
+    from georay.synth import SynthConfig, generate_world
     from georay.train import TrainConfig, train
 
     run = _prepare(cfg)
-    init_ray()
+    init_ray(cfg.address)
     timings: dict[str, float] = {}
-    out: dict = {"run": str(run)}
+    out: dict = {"run": str(run), "countries": cfg.countries}
 
     def step(name: str, fn, stage_cfg):
         log.info("== %s", name)
@@ -113,10 +73,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         "synth",
         generate_world,
         SynthConfig(
-            out=str(world), n=cfg.n, countries=cfg.countries, seed=cfg.seed, corrupt=cfg.corrupt
+            output=str(world), n=cfg.n, countries=cfg.countries, seed=cfg.seed, corrupt=cfg.corrupt
         ),
     )
-    fit_preset = load_preset(str(resources.files("georay.curate").joinpath("presets/tiny.yaml")))
+    fit_preset = load_preset("tiny", "georay.curate")
     step(
         "curate_fit",
         fit,
@@ -125,7 +85,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "curate_score",
         score,
-        ScoreConfig(head=str(curate / "head"), output=str(curate), manifest=manifest),
+        ScoreConfig(head=str(curate / "head"), output=str(curate), input=manifest),
     )
     step(
         "knowledge",
@@ -144,7 +104,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         train,
         TrainConfig(
             **{
-                **_train_preset(cfg.reasoning_preset),
+                **load_preset(cfg.reasoning_preset, "georay.train"),
                 "stage": "reasoning",
                 "data": str(knowledge / "reasoning.jsonl"),
                 "model": "tiny",
@@ -159,7 +119,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         train,
         TrainConfig(
             **{
-                **_train_preset(cfg.location_preset),
+                **load_preset(cfg.location_preset, "georay.train"),
                 "stage": "location",
                 "data": str(knowledge / "location.jsonl"),
                 "model": str(reasoning),
@@ -216,9 +176,9 @@ def _jsonable(value):
     return value
 
 
-def summary_table(out: dict, countries: int) -> str:
+def summary_table(out: dict) -> str:
     """A plain-text table of what each stage did, for the end of the demo."""
-    t = out["timings_s"]
+    t, countries = out["timings_s"], out["countries"]
     s, cs, kn = out["synth"], out["curate_score"], out["knowledge"]
     r1, r2, pr, ev = out["train_reasoning"], out["train_location"], out["predict"], out["evaluate"]
     rows = [
@@ -238,7 +198,7 @@ def summary_table(out: dict, countries: int) -> str:
         ),
         ("train_reasoning", f"{r1['steps']} steps, final loss {r1['final_loss']:.3f}"),
         ("train_location", f"{r2['steps']} steps, final loss {r2['final_loss']:.3f}"),
-        ("predict", f"{pr['rows']} rows = {pr['ok']} ok + {pr['error']} error"),
+        ("predict", f"{pr['rows_out']} rows = {pr['ok']} ok + {pr['error']} error"),
         (
             "evaluate",
             f"country acc {ev['country']['correct'] / max(ev['n'], 1):.3f} "
@@ -253,21 +213,3 @@ def summary_table(out: dict, countries: int) -> str:
     lines.append(f"{'total':<{width}}  {sum(t.values()):>7.1f}")
     lines.append(f"report: {Path(out['run']) / 'report' / 'report.md'}")
     return "\n".join(lines)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline on a synthetic world with tiny models (local Ray, CPU)",
-        description=__doc__.split("\n\n")[1],
-    )
-    add_dataclass_args(p, DemoConfig)
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    cfg = from_args(DemoConfig, args)
-    out = run_demo(cfg)
-    print(summary_table(out, cfg.countries))
-    return 0

@@ -11,8 +11,8 @@ format), which is a JSON *list* of such records, usually without the ``image`` k
 image lives only in the ``<img>`` tag of the user turn. :func:`read_sft` accepts both; the
 ``image`` key we write is a convenience for readers that do not want to parse tags.
 
-Training code does not see this format: :func:`to_chat_messages` turns a record into the
-chat-template messages that ``processor.apply_chat_template`` expects (one image placeholder,
+Training code does not see this format: an example's question and answer become the
+chat-template messages of :func:`georay.protocol.prompts.build_messages` (one image placeholder,
 then the question; the answer as the assistant turn).
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from georay.data.prompts import QWEN_VL_IMAGE_TEMPLATE
+from georay.protocol.prompts import QWEN_VL_IMAGE_TEMPLATE
 
 # "Picture 1: <img>PATH</img>\nQUESTION" -> PATH, QUESTION. Qwen-VL numbers pictures from 1; a
 # record with more than one picture is not a single-image example and is rejected.
@@ -98,21 +98,6 @@ def split_user_value(value: str) -> tuple[str | None, str]:
     question = _IMG_TAG.sub("", value)
     question = _PICTURE_PREFIX.sub("", question).strip()
     return (tags[0].strip() if tags else None), question
-
-
-def to_chat_messages(example: SftExample) -> list[dict]:
-    """Chat-template messages (one image, then the question; the answer as assistant turn).
-
-    The image itself is not embedded: the caller passes the decoded image to the processor
-    alongside these messages, in the order of the ``{"type": "image"}`` placeholders.
-    """
-    return [
-        {
-            "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": example.question}],
-        },
-        {"role": "assistant", "content": [{"type": "text", "text": example.answer}]},
-    ]
 
 
 def parse_sft_text(text: str) -> list[dict]:

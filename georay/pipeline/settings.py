@@ -1,0 +1,75 @@
+"""The flags every bulk job shares, with the same names in every job (``georay curate score``,
+``georay predict``, the baselines): where to read and write, and how the model stage runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from georay.config import RayConfig, option
+from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS
+
+
+@dataclass(kw_only=True)
+class PoolSettings(RayConfig):
+    """How a job reads images and runs its model: CPU tasks decode, one actor pool infers."""
+
+    num_actors: int = option(1, help="model actors (one model copy each)")
+    cpus_per_actor: float | None = option(
+        None,
+        help="CPUs reserved per actor (default: 1 with a GPU, else a share that leaves one CPU "
+        "for reading and decoding)",
+        aliases=("--actor-cpus", "--num-cpus"),
+    )
+    gpus_per_actor: float | None = option(
+        None, help="GPUs per actor (default: 1 when the cluster has GPUs)", aliases=("--num-gpus",)
+    )
+    decode_cpus: float = option(
+        0.5, help="CPUs per read+decode task (< 1 packs several per core)", aliases=("--load-cpus",)
+    )
+    batch_size: int = option(8, help="images per model call")
+    torch_threads: int = option(
+        0, help="torch CPU threads per actor; 0 = this node's CPUs divided by the actors"
+    )
+    max_file_bytes: int = option(64 << 20, help="larger files become error rows")
+    max_image_pixels: int = option(
+        DEFAULT_MAX_IMAGE_PIXELS, help="images with more pixels become error rows"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_actors < 1 or self.batch_size < 1:
+            raise ValueError("num_actors and batch_size must be >= 1")
+        for name in ("cpus_per_actor", "gpus_per_actor"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if self.cpus_per_actor == 0 and not self.gpus_per_actor:
+            raise ValueError("cpus_per_actor = 0 needs gpus_per_actor > 0")
+        if self.decode_cpus <= 0:
+            raise ValueError(f"decode_cpus must be > 0, got {self.decode_cpus}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.max_file_bytes < 1 or self.max_image_pixels < 1:
+            raise ValueError("max_file_bytes and max_image_pixels must be >= 1")
+
+
+@dataclass(kw_only=True)
+class BulkSettings(PoolSettings):
+    """A bulk job: every input row to exactly one committed output row, resumable."""
+
+    input: str = option(
+        help="manifest (Parquet/CSV/JSONL), folder or s3:// prefix of images, or WebDataset "
+        "tar shard(s)",
+        path="in",
+    )
+    output: str = option(
+        help="output folder or s3:// prefix; rerun the same command to resume", path="out"
+    )
+    block_rows: int = option(64, help="input rows per Ray Data block (the unit of scheduling)")
+    rows_per_part: int = option(1024, help="rows per committed output part")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("block_rows", "rows_per_part"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -1,0 +1,62 @@
+"""Settings of ``georay predict`` (and the model settings ``georay serve`` shares)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from georay.config import Config, option
+from georay.pipeline.settings import BulkSettings
+
+
+@dataclass(kw_only=True)
+class ModelSettings(Config):
+    """How to load and ask the model; shared by ``georay predict`` and ``georay serve``."""
+
+    model: str = option(
+        help="training artifact (artifact.json: base model + adapters), or a base model folder, "
+        "s3:// prefix or hub id",
+        path="model",
+    )
+    max_new_tokens: int = option(128, help="generation length limit")
+    batch_size: int = option(8, help="images per generate() call")
+    h3_resolution: int = option(5, help="H3 resolution of the h3 column")
+    question: str = option(
+        "",
+        help="prompt asked per image (default: the question the artifact's last stage was "
+        "trained on, else the paper's inference question)",
+    )
+    device: str | None = option(None, help="torch device (default: cuda when present, else cpu)")
+    dtype: str | None = option(None, help="torch dtype (default: bfloat16 on GPU, float32 on CPU)")
+    max_pixels: int | None = option(
+        None,
+        help="downscale images to at most this many pixels before the processor (default: the "
+        "processor's own max_pixels)",
+    )
+
+    @classmethod
+    def of(cls, values: dict, **overrides) -> ModelSettings:
+        """The model settings among ``values`` (a stage config as a dict), with overrides."""
+        names = {f.name for f in fields(cls) if f.init}
+        return cls(**{k: v for k, v in {**values, **overrides}.items() if k in names})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model:
+            raise ValueError("model must name a training artifact or a base model")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.h3_resolution <= 15:
+            raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")
+        if self.max_pixels is not None and self.max_pixels < 28 * 28:
+            raise ValueError(f"max_pixels must be >= 784, got {self.max_pixels}")
+
+
+@dataclass(kw_only=True)
+class PredictConfig(BulkSettings, ModelSettings):
+    """``georay predict``: geotag every image of the input; resumable."""
+
+    skip_exif_gps: bool = option(
+        False, help="do not run the model on images whose EXIF already has GPS"
+    )
