@@ -1,0 +1,121 @@
+"""User mistakes at the command line: one error line, exit status 2, no traceback; fast --help."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["synth", "inspect", "curate fit", "curate score", "knowledge", "train", "predict",
+            "serve", "evaluate", "demo"]  # fmt: skip
+
+
+def georay(*argv: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "georay.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+# At least one bad invocation per command: a missing input, a bad value, a bad type, a missing
+# flag. Each must fail in the driver, before any Ray worker starts.
+BAD = [
+    ("synth", ["synth", "--output", "w", "--countries", "99"], "countries must be in"),
+    ("synth", ["synth", "--output", "w", "--n", "many"], "invalid int value"),
+    ("inspect", ["inspect"], "the following arguments are required"),
+    ("curate fit", ["curate", "fit", "--manifest", "no/such.parquet", "--output", "h"],
+     "--manifest: no such file or folder"),
+    ("curate score", ["curate", "score", "--input", "no/such/dir", "--head", "h", "--output", "o"],
+     "--input: no such file or folder"),
+    ("knowledge", ["knowledge", "--output", "k"], "nothing to build"),
+    ("train", ["train", "--stage", "stage3", "--data", "d.jsonl", "--model", "tiny",
+               "--output", "a"], "stage must be one of"),
+    ("train", ["train", "--stage", "reasoning", "--data", "missing.jsonl", "--model", "tiny",
+               "--output", "a"], "--data: no such file or folder"),
+    ("predict", ["predict", "--model", "m", "--output", "o"], "missing required flag(s): --input"),
+    ("predict", ["predict", "--input", "in", "--model", "./no-model", "--output", "o"],
+     "no such file or folder"),
+    ("serve", ["serve", "--model", "m", "--max-batch-size", "0"], "max_batch_size must be >= 1"),
+    ("evaluate", ["evaluate", "--predictions", "p.parquet", "--truth", "t.csv", "--output", "r"],
+     "--predictions: no such file or folder"),
+    ("demo", ["demo", "--n", "10"], "n must be >= 50"),
+    ("demo", ["demo", "--preset", "nonexistent"], "no such file or shipped preset"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command, argv, message", BAD, ids=[f"{c}-{i}" for i, (c, *_) in
+                                                             enumerate(BAD)])  # fmt: skip
+def test_bad_invocation_is_one_error_line(tmp_path, command, argv, message):
+    done = georay(*argv, cwd=tmp_path)  # relative paths in BAD: relative to an empty folder
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"georay {command}: error: ")
+    assert message in lines[0]
+
+
+def test_every_command_has_a_bad_invocation_above():
+    assert {c for c, *_ in BAD} == set(COMMANDS)
+
+
+def test_a_bad_file_found_while_running_is_one_error_line(tmp_path):
+    # The files exist, so the check up front passes; the truth lacks image_id: found while
+    # reading, still a user mistake.
+    (tmp_path / "t.csv").write_text("IMG_X,LAT\na,1.0\n")
+    (tmp_path / "p.csv").write_text("image_id,country\na,FR\n")
+    done = georay("evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth",
+                  str(tmp_path / "t.csv"), "--output", str(tmp_path / "r"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("georay evaluate: error: ")
+    assert "image_id" in done.stderr
+
+
+def test_unreachable_s3_is_one_error_line():
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = georay("predict", "--input", "s3://bucket/photos", "--model", "m", "--output", "o",
+                  env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("georay predict: error: cannot reach s3://bucket/photos")
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    done = georay("-v", "predict", "--input", "missing", "--model", "m", "--output", "o",
+                  cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" in done.stderr and "georay predict: error:" in done.stderr
+
+
+def test_old_flag_spellings_still_work_and_say_so(tmp_path):
+    done = georay("synth", "--out", str(tmp_path / "w"), "--n", "60", "--countries", "2",
+                  "--width", "64", "--height", "48", "--workers", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--out is now --output" in done.stderr
+    assert json.loads(done.stdout)["images"] == 60
+
+
+def test_help_imports_neither_ray_nor_torch():
+    script = (
+        "import sys\nfrom georay.cli import main\n"
+        f"for command in {COMMANDS!r}:\n"
+        "    try:\n        main(command.split() + ['--help'])\n    except SystemExit:\n        pass\n"
+        "heavy = sorted(m for m in ('ray', 'torch', 'transformers', 'open_clip') "
+        "if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stderr
+    for command in COMMANDS:
+        assert f"usage: georay {command}" in done.stdout
