@@ -10,7 +10,6 @@ threshold.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -24,18 +23,13 @@ from georay.curate.embedder import EncoderSpec, embed_dataset, load_encoder
 from georay.curate.head import fit_ridge, regression_metrics, save_head
 from georay.curate.teacher import FRACTIONS, TEACHER, with_teacher
 from georay.data.manifest import read_manifest
+from georay.data.splits import holdout_mask
 from georay.data.storage import join_uri, write_bytes
 from georay.errors import UserError
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
 ENCODER_FILE = "encoder.pt"
-
-
-def holdout_mask(ids: list[str], fraction: float, seed: int = 0) -> np.ndarray:
-    """True for the ids held out: a stable hash of ``seed:id`` below ``fraction``."""
-    h = [int(hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()[:8], 16) for i in ids]
-    return np.asarray(h) / 2**32 < fraction
 
 
 def _teacher_mode(cfg: FitConfig, table: pa.Table) -> str:

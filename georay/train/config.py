@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from georay.config import RayConfig, option
 from georay.models.lora import DEFAULT_TARGETS
 
-STAGES = ("reasoning", "location")
+# "base" is the tiny world's stand-in for a pretrained model (scene descriptions, no places).
+STAGES = ("base", "reasoning", "location")
 FINETUNE_MODES = ("lora", "full")
 
 
@@ -15,7 +16,9 @@ FINETUNE_MODES = ("lora", "full")
 class TrainConfig(RayConfig):
     """One stage of GeoReasoner fine-tuning: reasoning (stage 1) or location (stage 2)."""
 
-    stage: str = option(help="reasoning (stage 1) or location (stage 2)")
+    stage: str = option(
+        help="reasoning (stage 1), location (stage 2), or base (the tiny world's pretraining)"
+    )
     data: str = option(help="SFT JSONL (Qwen-VL conversations), local or s3://", path="in")
     model: str = option(
         help="start point: model folder, s3:// prefix, hub id, a stage-1 artifact (stage 2 "
@@ -57,6 +60,16 @@ class TrainConfig(RayConfig):
     )
     keep_checkpoints: int = option(2, help="checkpoints kept in storage")
     num_workers: int = option(1, help="Ray Train workers (data parallel)")
+    strategy: str = option(
+        "ddp",
+        help="ddp (a model copy per worker) or fsdp (parameters, gradients and optimizer state "
+        "sharded over the workers: for models that do not fit one GPU)",
+    )
+    val_fraction: float = option(
+        0.0,
+        help="share of the SFT examples held out (by id hash) for a validation loss at every "
+        "checkpoint; 0 = none",
+    )
     use_gpu: bool = option(False, help="one GPU per worker; bf16 autocast")
     cpus_per_worker: float = option(1.0, help="CPUs reserved per worker")
     max_failures: int = option(1, help="worker failures to recover from (from the last checkpoint)")
@@ -67,6 +80,10 @@ class TrainConfig(RayConfig):
         super().__post_init__()
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"strategy must be ddp or fsdp, got {self.strategy!r}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         for name in ("data", "model", "output"):

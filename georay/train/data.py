@@ -15,11 +15,26 @@ import numpy as np
 import torch
 
 from georay.data.images import decode_image
+from georay.data.splits import holdout_mask
 from georay.data.storage import parent_of, read_bytes, resolve_relative
 from georay.models.vlm import IGNORE_INDEX, collate, encode_example
 from georay.protocol.sft import SftExample, read_sft
 
 log = logging.getLogger(__name__)
+
+
+def split_validation(
+    examples: list[SftExample], fraction: float, seed: int = 0
+) -> tuple[list[SftExample], list[SftExample]]:
+    """(train, validation): a stable share of examples, chosen by a hash of ``seed:id``.
+
+    The same example lands on the same side whatever the worker count or the file's order.
+    """
+    if fraction <= 0:
+        return examples, []
+    held = holdout_mask([ex.id for ex in examples], fraction, seed)
+    train = [ex for ex, h in zip(examples, held, strict=True) if not h]
+    return train, [ex for ex, h in zip(examples, held, strict=True) if h]
 
 
 def load_examples(data_uri: str) -> list[SftExample]:
@@ -103,6 +118,15 @@ def micro_batches(
             # A batch of only bad examples repeats the last one: every rank must take a step.
             yield last
             index += 1
+
+
+def validation_batches(
+    data: EncodedExamples, batch_size: int, pad_token_id: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Every readable validation example once, in file order, in padded batches."""
+    items = [item for i in range(len(data)) if (item := data.get(i)) is not None]
+    for start in range(0, len(items), batch_size):
+        yield collate(items[start : start + batch_size], pad_token_id)
 
 
 def count_tokens(batch: dict[str, torch.Tensor]) -> tuple[int, int]:

@@ -3,12 +3,14 @@
 The pieces (:func:`setup_model`, :func:`make_optimizer`, :func:`train_step`) are plain torch and
 are shared with the single-process baseline of ``benchmarks/train.py``, so that benchmark
 measures what Ray Train adds and nothing else. :func:`train_loop_per_worker` adds the Ray parts:
-rank/world size, DDP, resume from ``ray.train.get_checkpoint()``, per-step
+rank/world size, DDP or FSDP (:mod:`georay.train.parallel`), resume from
+``ray.train.get_checkpoint()``, validation loss at each checkpoint, per-step
 ``ray.train.report`` and checkpoints.
 
 Checkpoint layout (written by rank 0)::
 
-    state.pt      step, trainable weights, optimizer, scheduler, per-step history
+    state.pt      step, full trainable weights and optimizer state by parameter name (so a run
+                  resumes on any number of workers), scheduler, per-step history
     adapter/      (final checkpoint, LoRA) the peft adapter of this stage
     model/        (final checkpoint, full fine-tune) the whole model
     processor/    (final checkpoint) the processor
@@ -24,6 +26,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import torch
 
 from georay.models.lora import LoraSettings, apply_lora, freeze_vision, trainable_parameters
 from georay.models.vlm import load_vlm
+from georay.train import parallel
 from georay.train.config import TrainConfig
 from georay.train.data import (
     EncodedExamples,
@@ -38,6 +42,8 @@ from georay.train.data import (
     count_tokens,
     load_examples,
     micro_batches,
+    split_validation,
+    validation_batches,
 )
 
 log = logging.getLogger(__name__)
@@ -152,60 +158,80 @@ def train_step(
     }
 
 
-def _unwrap(model: Any) -> Any:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+@dataclass
+class Worker:
+    """What one Ray Train worker holds while it trains a stage."""
+
+    cfg: TrainConfig
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    processor: Any
+    rank: int
+    world: int
+    val: EncodedExamples | None = None
+    history: list = field(default_factory=list)
+    resumed_from: int = 0
 
 
-def save_checkpoint(
-    out: Path,
-    model: Any,
-    optimizer: Any,
-    scheduler: Any,
-    step: int,
-    history: list,
-    final: bool,
-    processor: Any,
-    cfg: TrainConfig,
-) -> None:
-    """Write a checkpoint folder (layout in the module docstring)."""
-    inner = _unwrap(model)
-    trainable = {n: p.detach().cpu() for n, p in inner.named_parameters() if p.requires_grad}
-    torch.save(
-        {
-            "step": step,
-            "trainable": trainable,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "history": history,
-        },
-        out / "state.pt",
-    )
-    if final:
-        if cfg.finetune == "lora":
-            inner.save_pretrained(str(out / "adapter"))
-        else:  # a complete model folder (weights + processor), loadable on its own
-            inner.save_pretrained(str(out / "model"))
-            processor.save_pretrained(str(out / "model"))
-        processor.save_pretrained(str(out / "processor"))
-        with open(out / "metrics.jsonl", "w") as fh:
-            fh.writelines(json.dumps(row) + "\n" for row in history)
+def validation_loss(w: Worker, device: torch.device) -> float | None:
+    """Mean loss per answer token over the whole validation slice (None without one).
+
+    Every rank evaluates every validation example: the slice is small, and under FSDP each
+    forward pass is a collective that all ranks must take part in.
+    """
+    if w.val is None or not len(w.val):
+        return None
+    total, tokens = 0.0, 0
+    w.model.eval()
+    with torch.no_grad():
+        for batch in validation_batches(
+            w.val, w.cfg.batch_size, w.processor.tokenizer.pad_token_id
+        ):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            n = count_tokens(batch)[1]
+            with autocast_for(device):
+                total += float(w.model(**batch).loss) * n
+            tokens += n
+    w.model.train()
+    return total / tokens if tokens else None
 
 
-def restore_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, list]:
-    """Load a :func:`save_checkpoint` folder into model/optimizer/scheduler; (step, history)."""
+def save_checkpoint(out: Path | None, w: Worker, step: int, final: bool) -> None:
+    """Write a checkpoint folder (layout in the module docstring); ``out`` on rank 0 only.
+
+    Gathering sharded weights is a collective: every rank calls this, rank 0 writes.
+    """
+    weights, optim = parallel.trainable_state(w.model, w.optimizer)
+    full = parallel.full_state(w.model) if final and w.cfg.finetune == "full" else None
+    if out is None:
+        return
+    state = {"step": step, "trainable": weights, "optimizer": optim, "history": w.history}
+    torch.save({**state, "scheduler": w.scheduler.state_dict()}, out / "state.pt")
+    if not final:
+        return
+    inner = parallel.unwrap(w.model)
+    if w.cfg.finetune == "lora":
+        inner.save_pretrained(str(out / "adapter"), state_dict=weights)
+    else:  # a complete model folder (weights + processor), loadable on its own
+        inner.save_pretrained(str(out / "model"), state_dict=full)
+        w.processor.save_pretrained(str(out / "model"))
+    w.processor.save_pretrained(str(out / "processor"))
+    with open(out / "metrics.jsonl", "w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in w.history)
+
+
+def restore_checkpoint(path: Path, w: Worker) -> int:
+    """Load a :func:`save_checkpoint` folder (written with any worker count); returns its step."""
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    missing = set(n for n, p in model.named_parameters() if p.requires_grad) - set(
-        state["trainable"]
-    )
+    trainable = {n for n, p in parallel.unwrap(w.model).named_parameters() if p.requires_grad}
+    missing = trainable - set(state["trainable"])
     if missing:
         raise ValueError(f"checkpoint {path} lacks trainable weights, e.g. {sorted(missing)[:3]}")
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, value in state["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["step"]), list(state["history"])
+    parallel.load_trainable_state(w.model, w.optimizer, state["trainable"], state["optimizer"])
+    w.scheduler.load_state_dict(state["scheduler"])
+    w.history = list(state["history"])
+    return int(state["step"])
 
 
 # Fault injection for tests: rank 0 of a run that did not resume exits at this step. Read from
@@ -213,11 +239,18 @@ def restore_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -
 FAULT_ENV = "GEORAY_TEST_FAIL_AT_STEP"
 
 
-def train_loop_per_worker(config: dict) -> None:
-    """Ray Train worker entry point.
+def _die_after_checkpoint(step: int) -> None:
+    # The controller takes reports (and registers checkpoints) when it polls, every
+    # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: let two polls pass so the last checkpoint counts,
+    # like a worker that dies a while after checkpointing.
+    poll_s = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
+    time.sleep(2 * poll_s + 0.5)
+    log.warning("fault injection: rank 0 exits at step %d", step)
+    os._exit(1)  # a killed process, not an exception: what a lost worker looks like
 
-    ``config`` = ``{"cfg": TrainConfig fields, "source": str, "fail_at_step": int}``.
-    """
+
+def _setup(config: dict) -> tuple[Worker, EncodedExamples, int, torch.device]:
+    """Model (wrapped for the strategy), data, optimizer and the resumed state of one worker."""
     import ray.train
     import ray.train.torch
 
@@ -228,97 +261,60 @@ def train_loop_per_worker(config: dict) -> None:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
-
     model, processor = setup_model(cfg, config["source"])
-    model.to(device)
-    data = EncodedExamples(load_examples(cfg.data), processor, cfg.max_length)
+    model = parallel.wrap(model.to(device), cfg.strategy, world)
+    train_set, val_set = split_validation(load_examples(cfg.data), cfg.val_fraction, cfg.seed)
+    data = EncodedExamples(train_set, processor, cfg.max_length)
     steps = total_steps(cfg, len(data), world)
     optimizer, scheduler = make_optimizer(model, cfg, steps)
-
-    start, history = 0, []
+    w = Worker(cfg, model, optimizer, scheduler, processor, rank, world)
+    if val_set:
+        w.val = EncodedExamples(val_set, processor, cfg.max_length)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            start, history = restore_checkpoint(Path(folder), model, optimizer, scheduler)
-        log.info("rank %d resumes %s at step %d of %d", rank, cfg.stage, start, steps)
-    model = ray.train.torch.prepare_model(model, move_to_device=False)
+            w.resumed_from = restore_checkpoint(Path(folder), w)
+        log.info("rank %d resumes %s at step %d of %d", rank, cfg.stage, w.resumed_from, steps)
+    return w, data, steps, device
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker entry point.
+
+    ``config`` = ``{"cfg": TrainConfig fields, "source": str, "fail_at_step": int}``.
+    """
+    w, data, steps, device = _setup(config)
+    cfg, start = w.cfg, w.resumed_from
     batches = micro_batches(
         data,
         batch_size=cfg.batch_size,
-        rank=rank,
-        world_size=world,
+        rank=w.rank,
+        world_size=w.world,
         seed=cfg.seed,
         start=start * cfg.grad_accum,
-        pad_token_id=processor.tokenizer.pad_token_id,
+        pad_token_id=w.processor.tokenizer.pad_token_id,
     )
     if start >= steps:  # a finished run restarted: report the final state again
-        _report(
-            start,
-            history[-1] if history else {},
-            model,
-            optimizer,
-            scheduler,
-            history,
-            processor,
-            cfg,
-            rank,
-            final=True,
-            resumed_from=start,
-        )
+        _report(w, start, w.history[-1] if w.history else {}, final=True, save=True)
+    per_epoch = max(1, batches_per_epoch(len(data), w.world, cfg.batch_size))
     for step in range(start + 1, steps + 1):
-        if step == config.get("fail_at_step") and start == 0 and rank == 0:
-            # The controller takes reports (and registers checkpoints) when it polls, every
-            # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: let two polls pass so the last checkpoint
-            # counts, like a worker that dies a while after checkpointing.
-            poll_s = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
-            time.sleep(2 * poll_s + 0.5)
-            log.warning("fault injection: rank 0 exits at step %d", step)
-            os._exit(1)  # a killed process, not an exception: what a lost worker looks like
-        metrics = train_step(model, optimizer, scheduler, batches, cfg, device)
-        metrics.update(
-            step=step,
-            epoch=(step * cfg.grad_accum)
-            / max(1, batches_per_epoch(len(data), world, cfg.batch_size)),
-            world_size=world,
-        )
-        metrics["tokens_per_s"] *= world  # this worker's rate x workers: the run's rate
+        if step == config.get("fail_at_step") and start == 0 and w.rank == 0:
+            _die_after_checkpoint(step)
+        metrics = train_step(w.model, w.optimizer, w.scheduler, batches, cfg, device)
+        metrics.update(step=step, epoch=step * cfg.grad_accum / per_epoch, world_size=w.world)
+        metrics["tokens_per_s"] *= w.world  # this worker's rate x workers: the run's rate
         metrics["time"] = time.time()
         metrics["skipped_examples"] = len(data.skipped)
-        history.append(metrics)
         final = step == steps
         save = final or step % cfg.checkpoint_every == 0
+        if save and w.val is not None:
+            metrics["val_loss"] = validation_loss(w, device)
+        w.history.append(metrics)
         if save or step % cfg.report_every == 0:
-            _report(
-                step,
-                metrics,
-                model,
-                optimizer,
-                scheduler,
-                history,
-                processor,
-                cfg,
-                rank,
-                final=final,
-                resumed_from=start,
-                save=save,
-            )
+            _report(w, step, metrics, final=final, save=save)
 
 
-def _report(
-    step: int,
-    metrics: dict,
-    model: Any,
-    optimizer: Any,
-    scheduler: Any,
-    history: list,
-    processor: Any,
-    cfg: TrainConfig,
-    rank: int,
-    *,
-    final: bool,
-    resumed_from: int,
-    save: bool = True,
-) -> None:
+def _report(w: Worker, step: int, metrics: dict, *, final: bool, save: bool) -> None:
     """``ray.train.report`` from every rank (it is a barrier); rank 0 attaches checkpoints.
 
     In Ray Train V2 a report waits until the controller has taken the previous one, and the
@@ -326,15 +322,11 @@ def _report(
     """
     import ray.train
 
-    metrics = {**metrics, "resumed_from": resumed_from, "final": final}
+    metrics = {**metrics, "resumed_from": w.resumed_from, "final": final}
     if not save:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:
-            save_checkpoint(
-                Path(tmp), model, optimizer, scheduler, step, history, final, processor, cfg
-            )
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        save_checkpoint(Path(tmp) if w.rank == 0 else None, w, step, final)
+        checkpoint = ray.train.Checkpoint.from_directory(tmp) if w.rank == 0 else None
         ray.train.report(metrics, checkpoint=checkpoint)

@@ -129,7 +129,8 @@ def train(cfg: TrainConfig) -> dict:
     Returns
     -------
     dict
-        ``artifact`` (URI), ``stage``, ``steps``, ``final_loss``, ``resumed_from`` (0 unless
+        ``artifact`` (URI), ``stage``, ``steps``, ``final_loss``, ``val_loss`` (last
+        checkpoint's, None without ``val_fraction``), ``resumed_from`` (0 unless
         the run went on from a checkpoint), ``median_tokens_per_s``, ``elapsed_s``,
         ``checkpoint`` (URI of the final Ray Train checkpoint), ``losses`` (per step).
     """
@@ -176,10 +177,17 @@ def train(cfg: TrainConfig) -> dict:
             history = [
                 json.loads(line) for line in (ckpt / "metrics.jsonl").read_text().splitlines()
             ]
+            val = [(h["step"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
             info = {
                 "steps": last.get("step"),
                 "final_loss": history[-1]["loss"] if history else None,
+                "val_loss": val[-1][1] if val else None,
+                "val_losses": val,  # (step, loss) at every checkpoint
                 "world_size": last.get("world_size"),
+                "strategy": cfg.strategy,
+                # Which checkpoint this artifact was built from.
+                "checkpoint": result.checkpoint.path,
+                "checkpoint_step": last.get("step"),
                 "storage_path": cfg.storage_path,
                 "name": cfg.name,
             }
@@ -192,6 +200,7 @@ def train(cfg: TrainConfig) -> dict:
         "stage": cfg.stage,
         "steps": last.get("step"),
         "final_loss": info["final_loss"],
+        "val_loss": info["val_loss"],
         "resumed_from": last.get("resumed_from", 0),
         "median_tokens_per_s": rates[len(rates) // 2] if rates else 0.0,
         "elapsed_s": time.monotonic() - started,

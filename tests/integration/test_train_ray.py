@@ -133,3 +133,23 @@ def test_stage_two_on_s3_stacks_on_stage_one_and_resumes(ray_session, world, tmp
     again = train(_cfg(world, None, **{**stage2, "max_steps": 6}))
     assert again["resumed_from"] == 4 and again["steps"] == 6
     assert len(again["losses"]) == 6 and again["losses"][:4] == two["losses"]
+
+
+@pytest.mark.slow
+def test_fsdp_lora_resumes_on_another_worker_count_with_validation(ray_session, world, tmp_path):
+    """FSDP over 2 CPU workers (gloo) with LoRA; the checkpoint resumes on 1 worker."""
+    common = dict(strategy="fsdp", val_fraction=0.25, report_every=10, storage_path=str(
+        tmp_path / "ck"), name="fsdp")  # fmt: skip
+    two = train(_cfg(world, tmp_path / "a2", num_workers=2, max_steps=2, **common))
+    assert two["steps"] == 2 and two["val_loss"] is not None
+    one = train(_cfg(world, tmp_path / "a1", num_workers=1, max_steps=4, **common))
+    assert one["resumed_from"] == 2 and one["steps"] == 4
+    history = _history(tmp_path / "a1", "reasoning")
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+    assert [h["world_size"] for h in history] == [2, 2, 1, 1]
+    assert all(h["val_loss"] > 0 for h in history if h["step"] in (2, 4))  # every checkpoint
+    spec = artifact.read_artifact(tmp_path / "a1")
+    stage = spec["stages"][-1]
+    assert stage["strategy"] == "fsdp" and stage["checkpoint_step"] == 4
+    assert stage["checkpoint"] == one["checkpoint"] and stage["val_loss"] == one["val_loss"]
+    assert [s for s, _ in stage["val_losses"]] == [2, 4]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from georay.curate.config import FitConfig, ScoreConfig
-from georay.curate.fit import holdout_mask
 from georay.curate.head import fit_ridge, load_head, regression_metrics, save_head
+from georay.data.splits import holdout_mask
 from georay.models.clip import encode, load_clip
 from georay.pipeline.stages import decode_square
 

@@ -17,6 +17,7 @@ from georay.protocol.sft import SftExample, write_sft
 from georay.train.config import TrainConfig
 from georay.train.data import EncodedExamples, load_examples, micro_batches
 from georay.train.loop import (
+    Worker,
     make_optimizer,
     restore_checkpoint,
     save_checkpoint,
@@ -127,14 +128,16 @@ def test_step_and_checkpoint_round_trip(examples, tmp_path):
     metrics = train_step(model, optimizer, scheduler, batches, cfg, torch.device("cpu"))
     assert metrics["loss"] > 0 and metrics["tokens"] > metrics["loss_tokens"] > 0
     (tmp_path / "ck").mkdir()
-    save_checkpoint(
-        tmp_path / "ck", model, optimizer, scheduler, 1, [metrics], True, processor, cfg
-    )
+    worker = Worker(cfg, model, optimizer, scheduler, processor, rank=0, world=1)
+    worker.history = [metrics]
+    save_checkpoint(tmp_path / "ck", worker, 1, final=True)
     assert (tmp_path / "ck" / "adapter" / "adapter_config.json").exists()
     fresh, _ = setup_model(cfg, str(tmp_path / "base"))
     opt2, sched2 = make_optimizer(fresh, cfg, 4)
-    step, history = restore_checkpoint(tmp_path / "ck", fresh, opt2, sched2)
-    assert step == 1 and history == [metrics]
+    again = Worker(cfg, fresh, opt2, sched2, processor, rank=0, world=1)
+    step = restore_checkpoint(tmp_path / "ck", again)
+    assert step == 1 and again.history == [metrics]
+    assert opt2.state_dict()["state"].keys() == optimizer.state_dict()["state"].keys()
     assert sched2.get_last_lr() == scheduler.get_last_lr()
     for (n, a), (_, b) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
         assert torch.equal(a, b), n
@@ -150,7 +153,8 @@ def test_full_fine_tune_checkpoint_is_a_loadable_model(examples, tmp_path):
     assert not any(p.requires_grad for n, p in model.named_parameters() if "visual" in n)
     optimizer, scheduler = make_optimizer(model, cfg, 1)
     (tmp_path / "ck").mkdir()
-    save_checkpoint(tmp_path / "ck", model, optimizer, scheduler, 1, [], True, processor, cfg)
+    worker = Worker(cfg, model, optimizer, scheduler, processor, rank=0, world=1)
+    save_checkpoint(tmp_path / "ck", worker, 1, final=True)
     loaded, loaded_processor = load_vlm(tmp_path / "ck" / "model")
     assert loaded_processor.chat_template == processor.chat_template
     for (n, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters(), strict=True):
