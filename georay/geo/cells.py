@@ -73,3 +73,25 @@ def cell_centroids(cells: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(c, str) and h3.is_valid_cell(c):
             lat.flat[i], lon.flat[i] = h3.cell_to_latlng(c)
     return lat, lon
+
+
+def cell_boundary(cell: str) -> list[tuple[float, float]]:
+    """Vertices ``(lat, lon)`` of an H3 cell, in order, for drawing it.
+
+    Longitudes are unwrapped along the ring (a cell across the antimeridian goes past +-180
+    instead of jumping 360 degrees), so a polygon drawn from them in lon/lat stays small.
+
+    Raises
+    ------
+    ValueError
+        If ``cell`` is not a valid H3 index.
+    """
+    if not isinstance(cell, str) or not h3.is_valid_cell(cell):
+        raise ValueError(f"not an H3 cell: {cell!r}")
+    ring = h3.cell_to_boundary(cell)
+    out, prev = [], ring[0][1]
+    for lat, lon in ring:
+        lon += 360.0 * round((prev - lon) / 360.0)
+        out.append((lat, lon))
+        prev = lon
+    return out

@@ -33,3 +33,16 @@ def test_scalar_and_bad_resolution():
         latlng_to_cells([0.0], [0.0], 16)
     with pytest.raises(ValueError, match="parent"):
         cell_parents(latlng_to_cells([0.0], [0.0], 3), 5)
+
+
+def test_cell_boundary_surrounds_the_centre_and_unwraps_the_antimeridian():
+    from georay.geo.cells import cell_boundary
+
+    cell = latlng_to_cells(48.8566, 2.3522, 5).item()
+    ring = np.array(cell_boundary(cell))
+    assert ring.shape == (6, 2)  # hexagon
+    assert np.all(haversine_km(48.8566, 2.3522, ring[:, 0], ring[:, 1]) < 15)
+    fiji = np.array(cell_boundary(latlng_to_cells(-17.0, 179.99, 3).item()))
+    assert np.ptp(fiji[:, 1]) < 5  # not ~360: the ring goes past 180 instead of wrapping
+    with pytest.raises(ValueError, match="not an H3 cell"):
+        cell_boundary("not-a-cell")
