@@ -1,0 +1,310 @@
+// The georay try-it page: send a photo to POST v1/geolocate, show the answer on a world map.
+// Plain script, no build step and no framework: a handful of elements and one fetch per photo.
+// Every URL is relative to the page, so it works under any route prefix, and nothing is
+// fetched from anywhere but this server. API data only ever goes into textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const WORLD = [-1800, -900, 3600, 1800]; // the map's frame: tenths of a degree, y = -10 * lat
+const MIN_VIEW = [120, 60]; // the smallest zoomed view, 12 x 6 degrees: a res-5 cell shows
+const MULTIPART_SLACK = 1024; // bytes of multipart framing around the photo, with room to spare
+let config = null; // GET v1/config: auth, size limits, URL fetching
+let view = WORLD; // the zoomed view of the last answer
+
+// -- talking to the server --------------------------------------------------------------
+
+async function getJSON(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(await errorText(response));
+  return response.json();
+}
+
+// The API's own words for a failed request: {"error": ...} or the body as text.
+async function errorText(response) {
+  const text = await response.text();
+  let message = text;
+  try {
+    message = JSON.parse(text).error ?? text;
+  } catch {}
+  return `${response.status} ${response.statusText}: ${message || "(no details)"}`.trim();
+}
+
+async function geolocate(body, contentType) {
+  const headers = contentType ? { "Content-Type": contentType } : {};
+  const key = $("key").value.trim();
+  if (key) headers["X-API-Key"] = key; // a header, never the URL: URLs end up in logs
+  let response;
+  try {
+    response = await fetch("v1/geolocate", { method: "POST", headers, body });
+  } catch (err) {
+    throw new Error(`cannot reach the server (${err.message})`);
+  }
+  if (!response.ok) {
+    const hint = response.status === 401 ? " (see the API key field)" : "";
+    throw new Error((await errorText(response)) + hint);
+  }
+  return response.json();
+}
+
+// -- fitting a photo to the server's limits ---------------------------------------------
+
+// The photo itself when the server takes it as it is, else a downscaled JPEG that fits
+// max_request_bytes and max_image_pixels. Photos the browser cannot decode go as they are:
+// the server then says what is wrong with them.
+async function fitToServer(file) {
+  const room = config.max_request_bytes - MULTIPART_SLACK;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file); // applies the EXIF orientation
+  } catch {
+    return { blob: file, note: "" };
+  }
+  const { width, height } = bitmap;
+  if (file.size <= room && width * height <= config.max_image_pixels) {
+    bitmap.close();
+    return { blob: file, note: "" };
+  }
+  const exif = exifSegment(new Uint8Array(await file.arrayBuffer()));
+  let scale = Math.min(1, Math.sqrt(config.max_image_pixels / (width * height)));
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const w = Math.max(1, Math.floor(width * scale));
+    const h = Math.max(1, Math.floor(height * scale));
+    const canvas = new OffscreenCanvas(w, h);
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, w, h);
+    let blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+    // Keep the EXIF block (GPS) right after the new JPEG's start-of-image marker.
+    if (exif) blob = new Blob([blob.slice(0, 2), exif, blob.slice(2)], { type: "image/jpeg" });
+    if (blob.size <= room) {
+      bitmap.close();
+      const note = `Downscaled ${width}×${height} (${mb(file.size)}) to ${w}×${h} ` +
+        `(${mb(blob.size)}) to fit the server's limits.`;
+      return { blob, note };
+    }
+    scale *= 0.9 * Math.sqrt(room / blob.size);
+  }
+  bitmap.close();
+  throw new Error(`could not shrink the photo under the server's ${mb(room)} limit`);
+}
+
+const mb = (bytes) => `${(bytes / 1048576).toFixed(1)} MB`;
+
+// A JPEG's EXIF block (APP1 segment), with its orientation set to 1 since the canvas has
+// already turned the pixels upright; null when there is none or it is malformed.
+function exifSegment(bytes) {
+  try {
+    if (bytes[0] !== 0xff || bytes[1] !== 0xd8) return null;
+    for (let i = 2; i + 10 < bytes.length && bytes[i] === 0xff; ) {
+      const marker = bytes[i + 1];
+      const length = (bytes[i + 2] << 8) | bytes[i + 3];
+      if (marker === 0xda) return null; // start of scan: the headers are over
+      const id = String.fromCharCode(...bytes.subarray(i + 4, i + 8));
+      if (marker === 0xe1 && id === "Exif") {
+        const segment = bytes.slice(i, i + 2 + length);
+        uprightOrientation(new DataView(segment.buffer), 10); // TIFF header after "Exif\0\0"
+        return segment;
+      }
+      i += 2 + length;
+    }
+  } catch {}
+  return null;
+}
+
+function uprightOrientation(view, tiff) {
+  const little = view.getUint16(tiff) === 0x4949; // "II": little-endian
+  const ifd = tiff + view.getUint32(tiff + 4, little);
+  const count = view.getUint16(ifd, little);
+  for (let k = 0; k < count; k++) {
+    const entry = ifd + 2 + 12 * k;
+    if (view.getUint16(entry, little) === 0x0112) view.setUint16(entry + 8, 1, little);
+  }
+}
+
+// -- the map ----------------------------------------------------------------------------
+
+function svg(tag, attrs, parent) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return parent.appendChild(node);
+}
+
+const xy = (lat, lon) => [10 * lon, -10 * lat];
+
+function drawCountries(outlines) {
+  const group = $("countries");
+  for (const [code, d] of Object.entries(outlines)) svg("path", { d, "data-code": code }, group);
+}
+
+function setView([x, y, w, h]) {
+  $("map").setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
+  const r = w / 180; // markers keep their size on screen, and leave the cell around them visible
+  for (const dot of $("overlay").querySelectorAll("circle")) dot.setAttribute("r", r);
+}
+
+// The smallest view with the map's aspect ratio that holds every point, padded.
+function viewAround(points) {
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const w = Math.max(MIN_VIEW[0], 1.3 * (x1 - x0), 2 * 1.3 * (y1 - y0));
+  return [(x0 + x1) / 2 - w / 2, (y0 + y1) / 2 - w / 4, w, w / 2];
+}
+
+async function drawAnswer(answer) {
+  const overlay = $("overlay");
+  overlay.replaceChildren();
+  for (const path of $("countries").querySelectorAll(".hit")) path.classList.remove("hit");
+  const hit = answer.country_code && $("countries").querySelector(
+    `[data-code="${CSS.escape(answer.country_code)}"]`);
+  if (hit) hit.classList.add("hit");
+  const points = [];
+  if (answer.h3) {
+    const cell = await getJSON(`v1/h3/${encodeURIComponent(answer.h3)}`);
+    const ring = cell.boundary.map(([lat, lon]) => xy(lat, lon));
+    svg("polygon", { id: "cell", class: "cell", points: ring.join(" ") }, overlay);
+    points.push(...ring);
+  }
+  const pred = answer.lat != null && xy(answer.lat, answer.lon);
+  const exif = answer.exif_lat != null && xy(answer.exif_lat, answer.exif_lon);
+  if (pred && exif) {
+    svg("line", { class: "gap", x1: pred[0], y1: pred[1], x2: exif[0], y2: exif[1] }, overlay);
+  }
+  if (exif) svg("circle", { id: "exif-marker", class: "exif", cx: exif[0], cy: exif[1] }, overlay);
+  if (pred) svg("circle", { id: "pred-marker", class: "pred", cx: pred[0], cy: pred[1] }, overlay);
+  points.push(...[pred, exif].filter(Boolean));
+  view = points.length ? viewAround(points) : WORLD;
+  setView(view);
+  $("zoom").hidden = !points.length;
+  $("zoom").textContent = "Whole world";
+}
+
+function toggleZoom() {
+  const whole = $("zoom").textContent === "Whole world";
+  setView(whole ? WORLD : view);
+  $("zoom").textContent = whole ? "Zoom in" : "Whole world";
+}
+
+// -- showing answers --------------------------------------------------------------------
+
+// Great-circle distance, the same sphere as georay.geo.distance (radius 6371.0 km).
+function haversineKm(lat1, lon1, lat2, lon2) {
+  const rad = Math.PI / 180;
+  const a = Math.sin(((lat2 - lat1) * rad) / 2) ** 2 +
+    Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(((lon2 - lon1) * rad) / 2) ** 2;
+  return 2 * 6371.0 * Math.asin(Math.min(1, Math.sqrt(a)));
+}
+
+const deg = (lat, lon) => `${lat.toFixed(4)}, ${lon.toFixed(4)}`;
+
+async function show(answer) {
+  $("country").textContent = answer.country
+    ? `${answer.country}${answer.country_code ? ` (${answer.country_code})` : ""}`
+    : "no usable answer: see the raw answer below";
+  $("city").textContent = answer.city || "–";
+  $("reasons").textContent = answer.reasons || "–";
+  $("point").textContent = answer.lat == null ? "–"
+    : `${deg(answer.lat, answer.lon)} · H3 cell ${answer.h3} (placed by ${answer.resolution})`;
+  if (answer.exif_lat == null) {
+    $("exif").textContent = "none in the photo";
+  } else {
+    const km = answer.lat == null ? null
+      : haversineKm(answer.exif_lat, answer.exif_lon, answer.lat, answer.lon);
+    $("exif").textContent = deg(answer.exif_lat, answer.exif_lon) +
+      (km == null ? "" : ` · ${Math.round(km).toLocaleString("en")} km from the prediction`);
+  }
+  $("raw").textContent = JSON.stringify(answer, null, 2);
+  $("answer").hidden = $("raw-box").hidden = false;
+  await drawAnswer(answer);
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+  $("status").textContent = "";
+  document.body.dataset.state = "error";
+}
+
+// One request at a time: whatever goes wrong ends up as a readable message on the page.
+async function run(task) {
+  $("error").hidden = true;
+  $("answer").hidden = $("raw-box").hidden = true;
+  document.body.dataset.state = "busy";
+  $("status").textContent = "Locating…";
+  const started = performance.now();
+  try {
+    const note = await task();
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    $("status").textContent = `${note ? note + " " : ""}Answered in ${seconds} s.`;
+    document.body.dataset.state = "done";
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function locateFile(file) {
+  if (!file) return;
+  $("preview").src = URL.createObjectURL(file);
+  $("preview").hidden = false;
+  run(async () => {
+    const { blob, note } = await fitToServer(file);
+    const form = new FormData();
+    form.append("image", blob, file.name || "photo.jpg");
+    await show(await geolocate(form));
+    return note;
+  });
+}
+
+function locateUrl() {
+  const url = $("url").value.trim();
+  if (!url) return;
+  $("preview").hidden = true;
+  run(async () => {
+    await show(await geolocate(JSON.stringify({ image_url: url }), "application/json"));
+  });
+}
+
+// -- start ------------------------------------------------------------------------------
+
+function wire() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => {
+    locateFile(e.target.files[0]);
+    e.target.value = ""; // so that choosing the same photo again asks again
+  });
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    locateFile(e.dataTransfer.files[0]);
+  });
+  drop.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") $("file").click();
+  });
+  $("url-go").addEventListener("click", locateUrl);
+  $("url").addEventListener("keydown", (e) => e.key === "Enter" && locateUrl());
+  $("zoom").addEventListener("click", toggleZoom);
+  $("preview").addEventListener("error", () => ($("preview").hidden = true)); // not an image
+}
+
+async function start() {
+  window.addEventListener("error", (e) => showError(`page error: ${e.message}`));
+  window.addEventListener("unhandledrejection", (e) => showError(`page error: ${e.reason}`));
+  wire();
+  try {
+    const [cfg, outlines] = await Promise.all([getJSON("v1/config"), getJSON("static/world.json")]);
+    config = cfg;
+    $("model").textContent = cfg.model;
+    $("key-row").hidden = !cfg.auth;
+    $("url-row").hidden = !cfg.allow_url_fetch;
+    drawCountries(outlines);
+    document.body.dataset.state = "ready";
+  } catch (err) {
+    showError(`cannot load the page's settings: ${err.message}`);
+  }
+}
+
+start();
