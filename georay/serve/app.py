@@ -6,7 +6,8 @@ Endpoints (see :func:`build_app` for the settings):
     The image as a multipart upload (field ``image`` or ``file``), a raw ``image/*`` body, or
     JSON ``{"image_base64": "..."}`` / ``{"image_url": "https://..."}`` (URL fetching is off
     unless ``allow_url_fetch``; :mod:`georay.serve.fetch` has the rules). Answers the DESIGN
-    "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model.
+    "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model,
+    and the photo's own EXIF GPS as ``exif_lat``/``exif_lon`` (null when it has none).
 ``POST /v1/chat/completions``
     OpenAI-compatible: the last user message's first ``image_url`` content part (a ``data:``
     URL, or http(s) when fetching is on) is geolocated; the answer text is the model's own
@@ -14,6 +15,12 @@ Endpoints (see :func:`build_app` for the settings):
     text parts are ignored), and the parsed prediction rides along under ``georay``.
 ``GET /healthz``
     Liveness and the model id; no auth, so load balancers can probe it.
+``GET /``
+    A page to try the API in a browser (:mod:`georay.serve.page`): drop a photo, see the
+    answer on a world map. Its assets come from ``GET /static/{name}``; it reads
+    ``GET /v1/config`` (auth on or off, size limits, URL fetching; no secrets) and draws the
+    predicted cell from ``GET /v1/h3/{cell}``. None of these need the API key: they hold no
+    secrets and run no model.
 
 Requests are batched across callers with ``@serve.batch`` (``max_ongoing_requests`` is kept
 >= ``max_batch_size``, else batches could never fill), the model runs in a worker thread so the
@@ -40,16 +47,19 @@ import uuid
 from dataclasses import asdict
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from georay.data.exif import gps_from_bytes
 from georay.data.images import ImageDecodeError
+from georay.geo.cells import cell_boundary
 from georay.predict.config import ModelSettings
 from georay.predict.predictor import Predictor
 from georay.protocol.predictions import ANSWER_FIELDS
 from georay.runtime import init_ray
 from georay.serve.config import ServeConfig
 from georay.serve.fetch import FetchError, fetch_url
+from georay.serve.page import asset
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +115,30 @@ def _env_key_digest(name: str | None) -> str | None:
     return _key_digest(key)
 
 
+def _exif_fields(data: bytes) -> dict:
+    """``exif_lat``/``exif_lon`` of an image that decoded fine (None when it has no GPS)."""
+    try:
+        gps = gps_from_bytes(data)
+    except ImageDecodeError:
+        gps = None
+    return {"exif_lat": gps and gps[0], "exif_lon": gps and gps[1]}
+
+
+def _asset_response(name: str, request: Request) -> Response:
+    """A static file of the page: gzipped when the client accepts it, 304 when unchanged."""
+    found = asset(name)
+    if found is None:
+        raise HTTPError(404, f"no static file {name!r}")
+    # no-cache = revalidate every time: a new release's page is never mixed with old assets.
+    headers = {"ETag": found.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == found.etag:
+        return Response(status_code=304, headers=headers)
+    body = found.body
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body, headers["Content-Encoding"] = found.gzipped, "gzip"
+    return Response(body, media_type=found.media_type, headers=headers)
+
+
 # Serve serializes the class when it is decorated: every helper it uses is defined above.
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress(api)
@@ -125,12 +159,40 @@ class GeoModel:
     async def healthz(self) -> dict:
         return {"status": "ok", "model": self.predictor.model_id}
 
+    @api.get("/")
+    async def page(self, request: Request) -> Response:
+        return _asset_response("index.html", request)
+
+    @api.get("/static/{name}")
+    async def static(self, name: str, request: Request) -> Response:
+        return _asset_response(name, request)
+
+    @api.get("/v1/config")
+    async def config(self) -> dict:
+        """What a client needs before its first request; never the key itself."""
+        return {
+            "model": self.predictor.model_id,
+            "auth": self.api_key_sha256 is not None,
+            "max_request_bytes": self.cfg.max_request_bytes,
+            "max_image_pixels": self.cfg.max_image_pixels,
+            "allow_url_fetch": self.cfg.allow_url_fetch,
+            "h3_resolution": self.cfg.h3_resolution,
+        }
+
+    @api.get("/v1/h3/{cell}")
+    async def h3_cell(self, cell: str) -> dict:
+        try:
+            ring = cell_boundary(cell)
+        except ValueError as err:
+            raise HTTPError(404, str(err)) from None
+        return {"cell": cell, "boundary": [[lat, lon] for lat, lon in ring]}
+
     @api.post("/v1/geolocate")
     async def geolocate(self, request: Request) -> dict:
         self._authorize(request)
         data = await self._image_bytes(request)
         row = await self._predict_one(data)
-        return {k: row.get(k) for k in RESPONSE_FIELDS}
+        return {**{k: row.get(k) for k in RESPONSE_FIELDS}, **_exif_fields(data)}
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> dict:

@@ -1,7 +1,8 @@
 """The online API on a real local Serve, through a real HTTP client (tiny untrained model).
 
 Two apps share one Serve instance: ``main`` (2 replicas, batching, no auth) and ``guarded``
-(API key, URL fetching on, one request at a time with a queue of one, for back-pressure).
+(API key, URL fetching on, one request at a time with a queue of one, for back-pressure). The
+try-it page's routes are checked here over HTTP; ``test_serve_page.py`` runs the page itself.
 Serve is shut down at the end: a running app keeps CPUs that later tests need.
 """
 
@@ -77,6 +78,8 @@ RESPONSE_KEYS = {
     "country", "country_code", "city", "lat", "lon", "h3", "reasons", "answered", "resolution",
     "raw_text", "model",
 }  # fmt: skip
+# /v1/geolocate also answers the photo's own EXIF GPS (the page's distance to it).
+GEOLOCATE_KEYS = RESPONSE_KEYS | {"exif_lat", "exif_lon"}
 
 
 def test_healthz(urls, client):
@@ -95,7 +98,7 @@ def test_every_input_form_gives_the_same_answer(urls, client):
     ]
     for response in answers:
         assert response.status_code == 200, response.text
-        assert set(response.json()) == RESPONSE_KEYS
+        assert set(response.json()) == GEOLOCATE_KEYS
     assert len({r.json()["raw_text"] for r in answers}) == 1  # greedy: reproducible
 
 
@@ -124,6 +127,59 @@ def test_openai_chat_completions(urls, client):
                        headers={"content-type": "image/jpeg"}).json()  # fmt: skip
     assert out["choices"][0]["message"]["content"] == same["raw_text"]
     assert set(out["georay"]) == RESPONSE_KEYS
+
+
+def test_geolocate_answers_the_exif_gps_of_the_photo(urls, client):
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (47.0, 22.0, 12.0), 3: "E", 4: (8.0, 32.0, 0.0)}
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 60)).save(buf, format="JPEG", exif=exif)
+    url, headers = urls["main"] + "/v1/geolocate", {"content-type": "image/jpeg"}
+    gps = client.post(url, content=buf.getvalue(), headers=headers).json()
+    assert (gps["exif_lat"], gps["exif_lon"]) == pytest.approx((47.37, 8.5333), abs=1e-4)
+    plain = client.post(url, content=_jpeg(1), headers=headers).json()
+    assert plain["exif_lat"] is None and plain["exif_lon"] is None
+
+
+def test_page_and_its_static_files_need_no_key(urls, client):
+    page = client.get(urls["guarded"] + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="static/page.js"' in page.text
+    # /guarded redirects to /guarded/, where the page's relative URLs resolve under the prefix.
+    bare = client.get(urls["guarded"])
+    assert bare.status_code == 307 and bare.headers["location"].endswith("/guarded/")
+    for name in ("page.js", "page.css"):
+        assert client.get(urls["guarded"] + "/static/" + name).status_code == 200
+    world = client.get(urls["main"] + "/static/world.json")
+    assert world.headers["content-encoding"] == "gzip"  # 168 KB of outlines travel as ~52 KB
+    assert world.json()["FR"].startswith("M")
+    same = client.get(
+        urls["main"] + "/static/world.json", headers={"if-none-match": world.headers["etag"]}
+    )
+    assert same.status_code == 304 and not same.content
+    for name in ("app.py", "..%2Fapp.py", "missing.js"):
+        assert client.get(urls["main"] + "/static/" + name).status_code == 404
+
+
+def test_config_tells_the_page_about_auth_and_limits_without_secrets(urls, client):
+    main = client.get(urls["main"] + "/v1/config").json()
+    assert main == {
+        "model": main["model"], "auth": False, "max_request_bytes": 1 << 20,
+        "max_image_pixels": 2_000_000, "allow_url_fetch": False, "h3_resolution": 5,
+    }  # fmt: skip
+    guarded = client.get(urls["guarded"] + "/v1/config")
+    assert guarded.status_code == 200  # the page asks before it has a key
+    assert guarded.json()["auth"] is True and guarded.json()["allow_url_fetch"] is True
+    assert KEY not in guarded.text
+
+
+def test_h3_cell_boundary(urls, client):
+    cell = client.get(urls["main"] + "/v1/h3/851f8edbfffffff").json()
+    assert cell["cell"] == "851f8edbfffffff" and len(cell["boundary"]) == 6
+    lat, lon = np.mean(cell["boundary"], axis=0)
+    assert (lat, lon) == pytest.approx((47.37, 8.54), abs=0.1)
+    bad = client.get(urls["main"] + "/v1/h3/not-a-cell")
+    assert bad.status_code == 404 and "not an H3 cell" in bad.json()["error"]
 
 
 def _big_png() -> bytes:
