@@ -1,0 +1,343 @@
+"""The try-it page (``GET /``) in a real headless Chromium, against a running ``georay serve``.
+
+The browser is the distribution's Chromium (Debian package ``chromium``; ``make test`` installs
+it), driven by Playwright through ``executable_path``: Playwright's own browser download is
+never used. The server is the real CLI in a subprocess, with auth on and a small body limit so
+the page must downscale a large photo; it is stopped with SIGTERM, as ``docker stop`` would.
+
+A random-init tiny model answers gibberish, so the model here is the tiny Qwen2-VL fine-tuned
+for a few seconds to answer one fixed place whatever the image; then the country, the city,
+the marker and the cell on the page can be checked against what the API answers.
+
+Set ``GEORAY_SCREENSHOT_DIR`` to save the README's screenshot (``try-page.png``) there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from georay.protocol.prompts import INFERENCE_QUESTION, format_answer
+
+pytestmark = pytest.mark.slow
+
+KEY = "page-test-key-7f3a9c"
+KEY_ENV = "GEORAY_PAGE_TEST_KEY"
+ANSWER = dict(country="France", city="Paris", reasons="Slate roofs and limestone walls.")
+LIMIT = 200_000  # the server's max_request_bytes: the large photo must be downscaled to fit
+LYON = (45.7640, 4.8357)  # where the photos "were taken" (EXIF GPS)
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# Playwright adds --headless and a fresh --user-data-dir; these keep Chromium off Google hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    path = os.environ.get("GEORAY_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), "")
+    if not path:
+        pytest.skip(
+            "no Chromium found (set GEORAY_CHROMIUM, or `apt-get install chromium`, which "
+            "`make test` runs as root): the page's browser test cannot run"
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _photo(path: Path, size: tuple[int, int], gps: tuple[float, float] | None) -> Path:
+    """A synthetic French street view as a JPEG, with EXIF GPS when ``gps`` is given."""
+    from georay.synth.draw import STYLES, draw_street
+
+    france = next(s for s in STYLES if s.code == "FR")
+    pixels, _ = draw_street(france, 0, *size, np.random.default_rng(3))
+    exif = Image.Exif()
+    if gps:
+        lat, lon = gps
+        dms = lambda v: (float(int(v)), float(int(v * 60 % 60)), round(v * 3600 % 60, 4))  # noqa: E731
+        exif[0x8825] = {1: "N" if lat >= 0 else "S", 2: dms(abs(lat)),
+                        3: "E" if lon >= 0 else "W", 4: dms(abs(lon))}  # fmt: skip
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, exif=exif)
+    return path
+
+
+def _france_model(save_dir: Path, max_steps: int = 200) -> tuple[int, float]:
+    """Fine-tune the tiny Qwen2-VL to answer :data:`ANSWER` to any image; save it.
+
+    Plain torch steps (full fine-tuning, AdamW 3e-3, four fresh noise images a step) until
+    greedy answers to unseen images are exactly right: 40 steps. The images are 56 or 84
+    pixels a side, so the model sees 4 to 9 image tokens as it will for real photos (trained on
+    one size only, it answered other sizes with garbled text). Returns (steps, seconds).
+    """
+    import torch
+
+    from georay.models.vlm import collate, encode_example, generate_answers, tiny_qwen2vl
+
+    started = time.monotonic()
+    model, processor = tiny_qwen2vl()
+    target = format_answer(**ANSWER)
+    rng = np.random.default_rng(0)
+    noise = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
+    side = lambda: int(rng.choice([56, 84]))  # noqa: E731
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(1, max_steps + 1):
+        model.train()
+        examples = [
+            encode_example(processor, noise(side(), side()), INFERENCE_QUESTION, target)
+            for _ in range(4)
+        ]
+        model(**collate(examples, processor.tokenizer.pad_token_id)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 10 == 0:
+            model.eval()
+            probes = [noise(360, 480), noise(300, 200)]
+            if generate_answers(model, processor, probes, INFERENCE_QUESTION, 64) == [target] * 2:
+                break
+    else:
+        raise AssertionError(f"the tiny model did not learn {target!r} in {max_steps} steps")
+    model.save_pretrained(str(save_dir))
+    processor.save_pretrained(str(save_dir))
+    return step, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """A small photo (fits the limit), a large one (does not) and a text file posing as one."""
+    root = tmp_path_factory.mktemp("photos")
+    fake = root / "holiday.jpg"
+    fake.write_text("these are holiday notes, not a photo\n")
+    return {
+        "small": _photo(root / "small.jpg", (480, 360), LYON),
+        "large": _photo(root / "large.jpg", (1600, 1200), LYON),
+        "fake": fake,
+    }
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    """A short folder for the model and the server's files (the page shows the model path, and
+    Ray's Unix socket paths must stay under 107 bytes); removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="georay-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(scratch):
+    """``georay serve`` in a subprocess (its own local Ray); yields its URL and log folders."""
+    model, ray_tmp, log = scratch / "tiny-qwen2vl-france", scratch / "ray", scratch / "serve.log"
+    steps, seconds = _france_model(model)
+    print(f"\nfine-tuned the tiny model in {steps} steps, {seconds:.1f} s")
+    port = _free_port()
+    env = {**os.environ, KEY_ENV: KEY, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)  # a private Ray, as on a laptop
+    exe = Path(sys.executable).parent / "georay"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "georay.cli"]
+    cmd += ["serve", "--model", str(model), "--port", str(port), "--api-key-env", KEY_ENV,
+            "--max-request-bytes", str(LIMIT), "--max-new-tokens", "64", "--num-cpus", "0.5"]  # fmt: skip
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"georay serve did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        print(f"georay serve answered /healthz after {time.monotonic() - started:.1f} s")
+        yield {"url": url, "logs": [log, ray_tmp]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=90)
+        with contextlib.suppress(ProcessLookupError):  # what is left of its group (raylet, ...)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+    executable = _chromium()
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Recorder:
+    """Every request the page makes; anything not for the test server is refused."""
+
+    def __init__(self, page, origin: str):
+        self.requests, self.foreign = [], []
+        self.origin = origin
+
+        def route(r):
+            if urlsplit(r.request.url).netloc == urlsplit(self.origin).netloc:
+                r.continue_()
+            else:
+                self.foreign.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.on("request", lambda request: self.requests.append(request))
+
+
+def _api_answer(url: str, photo: Path) -> dict:
+    response = httpx.post(
+        url + "/v1/geolocate",
+        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+        headers={"X-API-Key": KEY},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _upload(page, photo: Path) -> str:
+    """Choose ``photo`` in the page's file input; wait for an answer or an error."""
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+    return page.get_attribute("body", "data-state")
+
+
+def _drop(page, photo: Path, media_type: str) -> str:
+    """Drop ``photo`` on the drop zone, as a user dragging a file in would."""
+    data = list(photo.read_bytes())
+    transfer = page.evaluate_handle(
+        """([data, name, type]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([new Uint8Array(data)], name, { type }));
+            return dt;
+        }""",
+        [data, photo.name, media_type],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+    return page.get_attribute("body", "data-state")
+
+
+def test_page_locates_a_photo_shows_errors_and_keeps_the_key_out_of_urls(
+    server, browser, photos, tmp_path
+):
+    from georay.geo.distance import haversine_km
+
+    url = server["url"]
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    recorder = Recorder(page, url)
+    started = time.monotonic()
+    page.goto(url + "/")
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    load_s = time.monotonic() - started
+    assert page.is_visible("#key-row"), "auth is on: the page must ask for the key"
+    assert page.is_hidden("#url-row"), "URL fetching is off: no URL field"
+    assert page.locator("#countries path").count() > 200
+    print(f"page ready (settings + world map drawn) in {load_s:.2f} s")
+
+    # Errors are the API's own 4xx text, on the page.
+    page.fill("#key", KEY)
+    assert _drop(page, photos["fake"], "image/jpeg") == "error"
+    assert "400" in page.text_content("#error") and "not an image" in page.text_content("#error")
+    page.fill("#key", KEY + "-wrong")
+    assert _upload(page, photos["small"]) == "error"
+    assert "401" in page.text_content("#error") and "API key" in page.text_content("#error")
+    assert page.is_hidden("#answer")
+
+    # A photo within the limits: the page shows exactly what the API answers for it.
+    page.fill("#key", KEY)
+    expected = _api_answer(url, photos["small"])
+    assert (expected["country"], expected["city"]) == ("France", "Paris"), expected
+    assert _upload(page, photos["small"]) == "done", page.text_content("#error")
+    assert json.loads(page.text_content("#raw")) == expected
+    assert page.text_content("#country") == "France (FR)"
+    assert page.text_content("#city") == "Paris"
+    assert page.text_content("#reasons") == ANSWER["reasons"]
+    assert page.locator('#countries path[data-code="FR"].hit').count() == 1
+    marker = page.locator("#pred-marker")
+    cx, cy = float(marker.get_attribute("cx")), float(marker.get_attribute("cy"))
+    assert (cx, cy) == pytest.approx((10 * expected["lon"], -10 * expected["lat"]))
+    cell = [tuple(map(float, p.split(","))) for p in
+            page.get_attribute("#cell", "points").split()]  # fmt: skip
+    assert len(cell) == 6  # the predicted H3 cell: a hexagon around the marker
+    assert min(x for x, _ in cell) < cx < max(x for x, _ in cell)
+    assert min(y for _, y in cell) < cy < max(y for _, y in cell)
+    km = haversine_km(*LYON, expected["lat"], expected["lon"])
+    assert f"{round(float(km)):,} km from the prediction" in page.text_content("#exif")
+    assert page.locator("#exif-marker").count() == 1
+
+    # A photo over the body limit is downscaled in the browser, and keeps its EXIF GPS.
+    assert photos["large"].stat().st_size > LIMIT
+    assert _upload(page, photos["large"]) == "done", page.text_content("#error")
+    assert "Downscaled 1600×1200" in page.text_content("#status")
+    big = json.loads(page.text_content("#raw"))
+    assert big["country"] == "France"
+    assert (big["exif_lat"], big["exif_lon"]) == pytest.approx(LYON, abs=1e-3)
+    shot = Path(os.environ.get("GEORAY_SCREENSHOT_DIR") or tmp_path) / "try-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    with Image.open(shot) as image:
+        assert image.width >= 1280
+
+    posts = [r for r in recorder.requests if r.method == "POST"]
+    assert len(posts) == 4
+    assert all(len(r.post_data_buffer) <= LIMIT for r in posts)
+    assert all(r.headers.get("x-api-key") for r in posts)
+    assert not any(KEY in r.url for r in recorder.requests)
+    assert recorder.foreign == [], "the page fetched from outside the server"
+
+    # Without auth (and with URL fetching on) the key field goes and the URL field comes.
+    settings = httpx.get(url + "/v1/config").json()
+    page.route("**/v1/config", lambda r: r.fulfill(
+        json={**settings, "auth": False, "allow_url_fetch": True}))  # fmt: skip
+    page.reload()
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    assert page.is_hidden("#key-row") and page.is_visible("#url-row")
+    page.close()
+
+
+def test_the_key_is_in_no_log(server, photos):
+    answer = _api_answer(server["url"], photos["small"])  # a request with the key, at least
+    assert answer["country"] == "France"
+    time.sleep(1)  # Ray's log monitor batches writes
+    searched = []
+    for root in server["logs"]:
+        for path in [root] if root.is_file() else sorted(root.rglob("*")):
+            if path.is_file() and not path.is_socket():
+                data = path.read_bytes()
+                assert KEY.encode() not in data, f"the API key is in {path}"
+                searched.append(data)
+    # The search covered the Serve access log, which names every request.
+    assert any(b"/v1/geolocate" in data for data in searched)
