@@ -252,7 +252,7 @@ def _drop(page, photo: Path, media_type: str) -> str:
 
 
 def test_page_locates_a_photo_shows_errors_and_keeps_the_key_out_of_urls(
-    server, browser, photos, tmp_path
+    browser, server, photos, tmp_path
 ):
     from georay.geo.distance import haversine_km
 
