@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const WORLD = [-1800, -900, 3600, 1800]; // the map's frame: tenths of a degree, y = -10 * lat
-const MIN_VIEW = [120, 60]; // the smallest zoomed view, 12 x 6 degrees: a res-5 cell shows
+const MIN_VIEW_WIDTH = 120; // the narrowest zoomed view, 12 degrees: a res-5 cell shows
 const MULTIPART_SLACK = 1024; // bytes of multipart framing around the photo, with room to spare
 let config = null; // GET v1/config: auth, size limits, URL fetching
 let view = WORLD; // the zoomed view of the last answer
@@ -146,7 +146,7 @@ function viewAround(points) {
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const w = Math.max(MIN_VIEW[0], 1.3 * (x1 - x0), 2 * 1.3 * (y1 - y0));
+  const w = Math.max(MIN_VIEW_WIDTH, 1.3 * (x1 - x0), 2 * 1.3 * (y1 - y0));
   return [(x0 + x1) / 2 - w / 2, (y0 + y1) / 2 - w / 4, w, w / 2];
 }
 
