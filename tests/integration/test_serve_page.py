@@ -90,7 +90,7 @@ def _france_model(save_dir: Path, max_steps: int = 200) -> tuple[int, float]:
     """Fine-tune the tiny Qwen2-VL to answer :data:`ANSWER` to any image; save it.
 
     Plain torch steps (full fine-tuning, AdamW 3e-3, four fresh noise images a step) until
-    greedy answers to unseen images are exactly right: 40 steps. The images are 56 or 84
+    greedy answers to unseen images are exactly right: 50 steps. The images are 56 or 84
     pixels a side, so the model sees 4 to 9 image tokens as it will for real photos (trained on
     one size only, it answered other sizes with garbled text). Returns (steps, seconds).
     """
