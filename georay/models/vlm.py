@@ -48,7 +48,9 @@ TINY_SPECIAL_TOKENS = (
     "<|video_pad|>",
 )
 
-# Qwen2-VL's chat template, reduced to one image per message and text parts.
+# Qwen2-VL's chat template, reduced to image and text parts. Like Qwen's, an image part is
+# {"type": "image"} (HF processors, vLLM's parsed messages) or an OpenAI-style "image_url" part,
+# so a caller's chat messages render with their images whoever applies the template.
 TINY_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
@@ -56,7 +58,8 @@ TINY_CHAT_TEMPLATE = (
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

@@ -17,6 +17,7 @@ from georay.models.vlm import (
     encode_prompts,
     generate_answers,
     load_vlm,
+    prompt_text,
     tiny_qwen2vl,
 )
 from georay.protocol import prompts
@@ -38,6 +39,17 @@ def test_build_messages_one_image_then_question():
     assert msgs[0]["content"] == [{"type": "image"}, {"type": "text", "text": "Q?"}]
     assert msgs[1] == {"role": "assistant", "content": [{"type": "text", "text": "A"}]}
     assert len(build_messages("Q?")) == 1
+
+
+def test_chat_template_renders_openai_image_url_parts_like_image_parts(tiny):
+    _, processor, _ = tiny
+    url = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    openai_style = [{"role": "user", "content": [url, {"type": "text", "text": "Q?"}]}]
+    rendered = processor.apply_chat_template(
+        openai_style, tokenize=False, add_generation_prompt=True
+    )
+    assert rendered == prompt_text(processor, "Q?")
+    assert rendered.count("<|image_pad|>") == 1
 
 
 def test_tiny_model_is_small_and_deterministic(tiny):
