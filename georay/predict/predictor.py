@@ -15,8 +15,7 @@ import numpy as np
 
 from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError, decode_fit
 from georay.predict.config import ModelSettings
-from georay.predict.resolve import resolve_answer
-from georay.protocol.answers import parse_answer
+from georay.predict.place import rows_from_texts
 from georay.protocol.predictions import ANSWER_FIELDS, error_row
 from georay.protocol.prompts import INFERENCE_QUESTION
 
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ANSWER_FIELDS", "ModelSettings", "Predictor", "default_question", "error_row"]
 
 
-def _processor_max_pixels(processor) -> int | None:
+def processor_max_pixels(processor) -> int | None:
     """The image processor's pixel cap (Qwen2-VL: ``size["longest_edge"]`` in transformers 5)."""
     image_processor = getattr(processor, "image_processor", None)
     for name in ("max_pixels",):
@@ -73,7 +72,7 @@ class Predictor:
         dtype = settings.dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
         self.model, self.processor = load_vlm(settings.model, device=device, dtype=dtype)
         self.question = settings.question or default_question(settings.model)
-        self.max_pixels = settings.max_pixels or _processor_max_pixels(self.processor)
+        self.max_pixels = settings.max_pixels or processor_max_pixels(self.processor)
         self.gazetteer = get_gazetteer()
         self.model_id = settings.model
 
@@ -116,46 +115,9 @@ class Predictor:
         return self.rows_from_texts(texts)
 
     def rows_from_texts(self, texts: list[str | Exception]) -> list[dict]:
-        """Parse, resolve and cell-index generated texts (an Exception gives an error row)."""
-        from georay.geo.cells import latlng_to_cells
-
-        rows = []
-        for text in texts:
-            if isinstance(text, Exception):
-                rows.append(
-                    error_row(f"generate failed: {type(text).__name__}: {text}", self.model_id)
-                )
-                continue
-            answer = parse_answer(text)
-            place = resolve_answer(answer, self.gazetteer)
-            rows.append(
-                {
-                    "country": place.country,
-                    "country_code": place.country_code,
-                    "city": place.city,
-                    "lat": place.lat,
-                    "lon": place.lon,
-                    "h3": None,
-                    "reasons": answer.reasons,
-                    "raw_text": text,
-                    "answered": answer.answered and place.usable,
-                    "resolution": place.level,
-                    # Why an ok row is not answered (refusal, unknown place): kept apart from
-                    # `error`, which is null on every ok row as in the other contracts.
-                    "answer_error": answer.error or (None if place.usable else "place not found"),
-                    "status": "ok",
-                    "error": None,
-                    "model": self.model_id,
-                }
-            )
-        lat = np.array([np.nan if r["lat"] is None else r["lat"] for r in rows], dtype=float)
-        lon = np.array([np.nan if r["lon"] is None else r["lon"] for r in rows], dtype=float)
-        if len(rows):
-            for row, cell in zip(
-                rows, latlng_to_cells(lat, lon, self.settings.h3_resolution), strict=True
-            ):
-                row["h3"] = cell
-        return rows
+        """Parse, resolve and cell-index generated texts (:func:`~georay.predict.place.rows_from_texts`)."""
+        return rows_from_texts(texts, h3_resolution=self.settings.h3_resolution,
+                               model_id=self.model_id, gazetteer=self.gazetteer)  # fmt: skip
 
     def predict_bytes(self, blobs: list[bytes]) -> list[dict]:
         """Rows for encoded images; undecodable ones become ``status="error"`` rows."""
