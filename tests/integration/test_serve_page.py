@@ -31,8 +31,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
-from georay.protocol.prompts import INFERENCE_QUESTION, format_answer
+from support import france_model
 
 pytestmark = pytest.mark.slow
 
@@ -86,60 +85,6 @@ def _photo(path: Path, size: tuple[int, int], gps: tuple[float, float] | None) -
     return path
 
 
-def _france_model(save_dir: Path, max_steps: int = 200) -> tuple[int, float]:
-    """Fine-tune the tiny Qwen2-VL to answer :data:`ANSWER` to any image; save it.
-
-    Plain torch steps (full fine-tuning, AdamW 3e-3, four fresh noise images a step) until
-    greedy answers to unseen images are exactly right: 50 steps. The images are 56 or 84
-    pixels a side, so the model sees 4 to 9 image tokens as it will for real photos (trained on
-    one size only, it answered other sizes with garbled text). Returns (steps, seconds).
-    """
-    import torch
-
-    started = time.monotonic()
-    # One thread: for a model this small a second one only adds synchronisation; on our shared
-    # 2-core machine a step took 0.6 s of CPU with two threads and 0.03 s with one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        steps = _fit_fixed_answer(save_dir, max_steps)
-    finally:
-        torch.set_num_threads(threads)
-    return steps, time.monotonic() - started
-
-
-def _fit_fixed_answer(save_dir: Path, max_steps: int) -> int:
-    import torch
-
-    from georay.models.vlm import collate, encode_example, generate_answers, tiny_qwen2vl
-
-    model, processor = tiny_qwen2vl()
-    target = format_answer(**ANSWER)
-    rng = np.random.default_rng(0)
-    noise = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
-    side = lambda: int(rng.choice([56, 84]))  # noqa: E731
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(1, max_steps + 1):
-        model.train()
-        examples = [
-            encode_example(processor, noise(side(), side()), INFERENCE_QUESTION, target)
-            for _ in range(4)
-        ]
-        model(**collate(examples, processor.tokenizer.pad_token_id)).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % 10 == 0:
-            model.eval()
-            probes = [noise(360, 480), noise(300, 200)]
-            if generate_answers(model, processor, probes, INFERENCE_QUESTION, 64) == [target] * 2:
-                break
-    else:
-        raise AssertionError(f"the tiny model did not learn {target!r} in {max_steps} steps")
-    model.save_pretrained(str(save_dir))
-    processor.save_pretrained(str(save_dir))
-    return step
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
     """A small photo (fits the limit), a large one (does not) and a text file posing as one."""
@@ -166,7 +111,7 @@ def scratch():
 def server(scratch):
     """``georay serve`` in a subprocess (its own local Ray); yields its URL and log folders."""
     model, ray_tmp, log = scratch / "tiny-qwen2vl-france", scratch / "ray", scratch / "serve.log"
-    steps, seconds = _france_model(model)
+    steps, seconds = france_model(model, ANSWER)
     print(f"\nfine-tuned the tiny model in {steps} steps, {seconds:.1f} s")
     port = _free_port()
     env = {**os.environ, KEY_ENV: KEY, "RAY_TMPDIR": str(ray_tmp)}

@@ -5,41 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support import two_stage_artifact_at
 
 from georay.models import artifact
 from georay.models.export import export_merged, read_export
-from georay.models.lora import LoraSettings, apply_lora
-from georay.models.vlm import encode_prompts, load_vlm, tiny_qwen2vl
+from georay.models.vlm import encode_prompts, load_vlm
 
 QUESTION = "Which country and city is the image located?"
 
 
 @pytest.fixture(scope="module")
 def two_stage_artifact(tmp_path_factory):
-    """A tiny base + two stacked LoRA adapters with random B (so each changes the output)."""
-    root = tmp_path_factory.mktemp("export")
-    model, processor = tiny_qwen2vl(save_dir=root / "base", seed=0)
-    adapters = []
-    for i, name in enumerate(["reasoning", "location"]):
-        peft_model = apply_lora(model, LoraSettings(r=4, alpha=8))
-        with torch.no_grad():
-            for pname, p in peft_model.named_parameters():
-                if "lora_B" in pname:
-                    p.normal_(std=0.5, generator=torch.Generator().manual_seed(i))
-        peft_model.save_pretrained(str(root / name))
-        adapters.append((name, root / name))
-        model = peft_model.merge_and_unload()
-    stages = [
-        {"stage": "reasoning", "questions": ["Which country? Explain."]},
-        {"stage": "location", "questions": [QUESTION]},
-    ]
-    return artifact.write_artifact(
-        root / "artifact",
-        base_model=str(root / "base"),
-        processor=processor,
-        adapters=adapters,
-        stages=stages,
-    )
+    return two_stage_artifact_at(tmp_path_factory.mktemp("export"), QUESTION)
 
 
 def _images() -> list[np.ndarray]:

@@ -1,0 +1,96 @@
+"""Helpers shared by tests (importable as ``support``: pytest puts ``tests/`` on the path)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from georay.protocol.prompts import INFERENCE_QUESTION, format_answer
+
+
+def france_model(save_dir: Path, answer: dict, max_steps: int = 200) -> tuple[int, float]:
+    """Fine-tune the tiny Qwen2-VL to answer ``answer`` (format_answer fields) to any image.
+
+    Plain torch steps (full fine-tuning, AdamW 3e-3, four fresh noise images a step) until
+    greedy answers to unseen images are exactly right: 50 steps. The images are 56 or 84
+    pixels a side, so the model sees 4 to 9 image tokens as it will for real photos (trained on
+    one size only, it answered other sizes with garbled text). Returns (steps, seconds).
+    """
+    import torch
+
+    started = time.monotonic()
+    # One thread: for a model this small a second one only adds synchronisation; on our shared
+    # 2-core machine a step took 0.6 s of CPU with two threads and 0.03 s with one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        steps = _fit_fixed_answer(save_dir, answer, max_steps)
+    finally:
+        torch.set_num_threads(threads)
+    return steps, time.monotonic() - started
+
+
+def _fit_fixed_answer(save_dir: Path, answer: dict, max_steps: int) -> int:
+    import torch
+
+    from georay.models.vlm import collate, encode_example, generate_answers, tiny_qwen2vl
+
+    model, processor = tiny_qwen2vl()
+    target = format_answer(**answer)
+    rng = np.random.default_rng(0)
+    noise = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
+    side = lambda: int(rng.choice([56, 84]))  # noqa: E731
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(1, max_steps + 1):
+        model.train()
+        examples = [
+            encode_example(processor, noise(side(), side()), INFERENCE_QUESTION, target)
+            for _ in range(4)
+        ]
+        model(**collate(examples, processor.tokenizer.pad_token_id)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 10 == 0:
+            model.eval()
+            probes = [noise(360, 480), noise(300, 200)]
+            if generate_answers(model, processor, probes, INFERENCE_QUESTION, 64) == [target] * 2:
+                break
+    else:
+        raise AssertionError(f"the tiny model did not learn {target!r} in {max_steps} steps")
+    model.save_pretrained(str(save_dir))
+    processor.save_pretrained(str(save_dir))
+    return step
+
+
+def two_stage_artifact_at(root: Path, question: str) -> Path:
+    """A tiny base + two stacked LoRA adapters with random B (so each changes the output)."""
+    import torch
+
+    from georay.models import artifact
+    from georay.models.lora import LoraSettings, apply_lora
+    from georay.models.vlm import tiny_qwen2vl
+
+    model, processor = tiny_qwen2vl(save_dir=root / "base", seed=0)
+    adapters = []
+    for i, name in enumerate(["reasoning", "location"]):
+        peft_model = apply_lora(model, LoraSettings(r=4, alpha=8))
+        with torch.no_grad():
+            for pname, p in peft_model.named_parameters():
+                if "lora_B" in pname:
+                    p.normal_(std=0.5, generator=torch.Generator().manual_seed(i))
+        peft_model.save_pretrained(str(root / name))
+        adapters.append((name, root / name))
+        model = peft_model.merge_and_unload()
+    stages = [
+        {"stage": "reasoning", "questions": ["Which country? Explain."]},
+        {"stage": "location", "questions": [question]},
+    ]
+    return artifact.write_artifact(
+        root / "artifact",
+        base_model=str(root / "base"),
+        processor=processor,
+        adapters=adapters,
+        stages=stages,
+    )
