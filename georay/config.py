@@ -79,7 +79,8 @@ def _resolve(value: Any, kind: PathKind) -> Any:
     if not isinstance(value, str) or not value or _is_uri(value):
         return value
     local = os.path.abspath(os.path.expanduser(value))
-    if kind == "model" and not os.path.exists(local):
+    looks_local = value.startswith((".", "/", "~"))
+    if kind == "model" and not looks_local and not os.path.exists(local):
         return value  # a hub id such as Qwen/Qwen2-VL-2B-Instruct, or "tiny"
     return local
 

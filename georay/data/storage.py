@@ -136,3 +136,18 @@ def resolve_relative(uri: str, base: str) -> str:
     if is_s3(uri) or "://" in uri or uri.startswith("/"):
         return uri
     return join_uri(base, uri)
+
+
+def upload_folder(local_dir: str | os.PathLike, uri: str) -> str:
+    """Copy a local folder to a local path or ``s3://`` prefix (files of the same name are
+    replaced); returns the destination (made absolute when local)."""
+    import shutil
+    from pathlib import Path
+
+    local_dir = Path(local_dir)
+    if not is_s3(uri):
+        shutil.copytree(local_dir, uri, dirs_exist_ok=True)
+        return str(Path(uri).resolve())
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        write_bytes(join_uri(uri, path.relative_to(local_dir).as_posix()), path.read_bytes())
+    return uri

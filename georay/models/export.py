@@ -23,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from georay.errors import UserError
+
 EXPORT_FILE = "georay.json"
 FORMAT = "georay-vlm-export"
 VERSION = 1
@@ -51,7 +53,7 @@ def export_merged(model: str, output: str, *, lora_stage2: bool = False) -> dict
 
     Raises
     ------
-    ValueError
+    georay.errors.UserError
         ``model`` is not an artifact, ``output`` is ``s3://``, or ``lora_stage2`` is asked of an
         artifact with no adapters (a full fine-tune).
     FileExistsError
@@ -62,17 +64,17 @@ def export_merged(model: str, output: str, *, lora_stage2: bool = False) -> dict
     from georay.models.vlm import load_vlm, localize
 
     if is_s3(output):
-        raise ValueError(f"export writes a local folder, not {output}; upload it afterwards")
+        raise UserError(f"export writes a local folder, not {output}; upload it afterwards")
     out = Path(output)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty")
     local = localize(model)
     if not artifact.is_artifact(local):
-        raise ValueError(f"{model} is not a georay artifact (no {artifact.ARTIFACT_FILE})")
+        raise UserError(f"{model} is not a georay artifact (no {artifact.ARTIFACT_FILE})")
     spec = artifact.read_artifact(local)
     adapters = [(a["name"], artifact.resolve(local, a["path"])) for a in spec["adapters"]]
     if lora_stage2 and not adapters:
-        raise ValueError(f"{model} has no adapters (a full fine-tune): nothing to serve as LoRA")
+        raise UserError(f"{model} has no adapters (a full fine-tune): nothing to serve as LoRA")
 
     # Merge in the artifact's order, exactly as load_vlm does; stop before the last adapter to
     # save the stage-1 base on the way, so the base model is loaded once.

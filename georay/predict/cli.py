@@ -1,7 +1,7 @@
-"""``georay predict``: flags map one-to-one to :class:`PredictConfig`."""
+"""``georay predict`` and ``georay export``: flags map one-to-one to their configs."""
 
 from georay.command import Command
-from georay.predict.config import PredictConfig
+from georay.predict.config import ExportConfig, PredictConfig
 
 COMMANDS = [
     Command(
@@ -11,5 +11,15 @@ COMMANDS = [
         help="geotag images in bulk with a trained model (Ray Data, resumable)",
         description="Geotag every image of --input with --model; writes OUT/predictions/*.parquet "
         "(one row per image, ok or error) and OUT/summary.json. Rerun to resume.",
-    )
+    ),
+    Command(
+        "export",
+        ExportConfig,
+        "georay.predict.export:export",
+        help="write a training artifact as a merged Hugging Face checkpoint (for vLLM, serving)",
+        description="Merge the artifact's base and adapters into one checkpoint that transformers, "
+        "vLLM and ray.serve.llm load as it is (processor, chat template and the trained questions "
+        "in georay.json); --lora-adapter also writes base/ + adapter/ to serve the last stage as "
+        "a LoRA over a shared base.",
+    ),
 ]

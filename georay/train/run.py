@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from georay.data.storage import filesystem_for, is_s3, join_uri, write_bytes
+from georay.data.storage import filesystem_for, is_s3, join_uri, upload_folder
 from georay.models import artifact
 from georay.models.vlm import localize, tiny_qwen2vl
 from georay.protocol.sft import read_sft
@@ -44,17 +44,6 @@ def _exists(uri: str) -> bool:
     return fs.get_file_info(path).type != FileType.NotFound
 
 
-def publish(local_dir: str | Path, uri: str) -> str:
-    """Copy a local folder to a local path or ``s3://`` prefix (replacing files of the same name)."""
-    local_dir = Path(local_dir)
-    if not is_s3(uri):
-        shutil.copytree(local_dir, uri, dirs_exist_ok=True)
-        return str(Path(uri).resolve())
-    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        write_bytes(join_uri(uri, path.relative_to(local_dir).as_posix()), path.read_bytes())
-    return uri
-
-
 def _start(cfg: TrainConfig, scratch: Path) -> tuple[str, str, bool, list, list]:
     """(source the workers load, base model source, copy base?, earlier adapters, stages).
 
@@ -67,7 +56,7 @@ def _start(cfg: TrainConfig, scratch: Path) -> tuple[str, str, bool, list, list]
         base = scratch / "tiny-base"
         tiny_qwen2vl(save_dir=base, seed=cfg.seed)
         remote = join_uri(cfg.storage_path, f"{cfg.name}-tiny-base")
-        return publish(base, remote), str(base), True, [], []
+        return upload_folder(base, remote), str(base), True, [], []
     if not _exists(join_uri(cfg.model, artifact.ARTIFACT_FILE)):
         return cfg.model, cfg.model, False, [], []
     local = localize(cfg.model)  # an artifact: read its spec and adapters
@@ -193,7 +182,7 @@ def train(cfg: TrainConfig) -> dict:
             }
             out = scratch / "artifact"
             _build_artifact(cfg, ckpt, tuple(start), out, info)
-            uri = publish(out, cfg.output)
+            uri = upload_folder(out, cfg.output)
     rates = sorted(h["tokens_per_s"] for h in history[1:] or history)
     summary = {
         "artifact": uri,

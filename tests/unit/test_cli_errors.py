@@ -11,7 +11,7 @@ import sys
 import pytest
 
 COMMANDS = ["synth", "inspect", "curate fit", "curate score", "knowledge", "train", "predict",
-            "serve", "evaluate", "demo"]  # fmt: skip
+            "export", "serve", "evaluate", "demo"]  # fmt: skip
 
 
 def georay(*argv: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -41,9 +41,12 @@ BAD = [
     ("train", ["train", "--stage", "reasoning", "--data", "missing.jsonl", "--model", "tiny",
                "--output", "a"], "--data: no such file or folder"),
     ("predict", ["predict", "--model", "m", "--output", "o"], "missing required flag(s): --input"),
-    ("predict", ["predict", "--input", "in", "--model", "./no-model", "--output", "o"],
-     "no such file or folder"),
+    ("predict", ["predict", "--input", ".", "--model", "./no-model", "--output", "o"],
+     "--model: no such file or folder"),
+    ("export", ["export", "--model", "./no-artifact", "--output", "x"],
+     "--model: no such file or folder"),
     ("serve", ["serve", "--model", "m", "--max-batch-size", "0"], "max_batch_size must be >= 1"),
+    ("serve", ["serve", "--model", "m", "--engine", "tgi"], "engine must be one of"),
     ("evaluate", ["evaluate", "--predictions", "p.parquet", "--truth", "t.csv", "--output", "r"],
      "--predictions: no such file or folder"),
     ("demo", ["demo", "--n", "10"], "n must be >= 50"),
