@@ -55,8 +55,10 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium >/dev/null; } || \
 	echo "warning: no Chromium and cannot install it: the page's browser test will skip"
 
-test: lint browser
-	$(VENV)/bin/python -m pytest -q -rs
+# The suite in .venv, then the vLLM engine's tests in .venv-vllm (vLLM pins its own torch).
+test: lint browser vllm-env
+	$(VENV)/bin/python -m pytest -q -rs -m "not vllm"
+	$(VLLM_PY) -m pytest -q -rs -m vllm
 
 bench: $(STAMP)
 	for area in geo data evaluate curate train learning predict; do \

@@ -201,7 +201,8 @@ def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any
 # Loading
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Where georay keeps local copies of models (``$GEORAY_CACHE/models``, default ~/.cache)."""
     return Path(os.environ.get("GEORAY_CACHE", Path.home() / ".cache" / "georay")) / "models"
 
 
@@ -217,7 +218,7 @@ def localize(source: str, cache_dir: str | Path | None = None) -> str:
     if not is_s3(source):
         return source
     prefix = source.rstrip("/")
-    target = Path(cache_dir or _cache_root() / hashlib.sha1(prefix.encode()).hexdigest()[:16])
+    target = Path(cache_dir or cache_root() / hashlib.sha1(prefix.encode()).hexdigest()[:16])
     fs, _ = filesystem_for(prefix)
     files = list_files(prefix)
     if not files:

@@ -31,10 +31,27 @@ log = logging.getLogger(__name__)
 # tasks stops there; a processor with a lower cap (the tiny model) resizes the rest.
 DEFAULT_DECODE_PIXELS = 1280 * 28 * 28
 SKIPPED_EXIF = "skipped: image has EXIF GPS"
+ROW_KEYS = ("image_id", "uri", "status", "error", "exif_lat", "exif_lon")
+
+
+def finish_row(row: dict, answer: dict | None, model: str) -> dict:
+    """The predictions row of one input row: its answer, or why there is none, plus its ids."""
+    if answer is None and row["status"] != pl.OK:
+        answer = error_row(str(row["error"]), model)
+    elif answer is None:  # skipped: its position is already known from EXIF
+        answer = error_row("", model) | {"status": pl.OK, "error": None}
+        answer["answer_error"] = SKIPPED_EXIF
+    lat, lon = row.get("exif_lat"), row.get("exif_lon")
+    return answer | {
+        "image_id": str(row["image_id"]),
+        "uri": str(row["uri"]),
+        "exif_lat": None if lat is None or np.isnan(lat) else float(lat),
+        "exif_lon": None if lon is None or np.isnan(lon) else float(lon),
+    }
 
 
 class PredictActor:
-    """A Ray Data actor holding one :class:`Predictor`; batches in, predictions tables out."""
+    """A Ray Data actor holding one :class:`Predictor` (the HF engine); batches in, rows out."""
 
     def __init__(self, settings: dict):
         from georay.predict.predictor import Predictor
@@ -42,29 +59,16 @@ class PredictActor:
         self.predictor = Predictor(ModelSettings(**settings))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        model = self.predictor.model_id
-        skip = np.asarray(batch.get("skip", np.zeros(len(batch["image_id"]), bool)), dtype=bool)
+        n = len(batch["image_id"])
+        skip = np.asarray(batch.get("skip", np.zeros(n, bool)), dtype=bool)
         todo = np.flatnonzero(pl.ok_mask(batch) & ~skip)
-        predicted = self.predictor.predict(images_of(batch, todo))
-        answers = dict(zip(todo.tolist(), predicted, strict=True))
-        rows = []
-        for i in range(len(batch["image_id"])):
-            if i in answers:
-                row = answers[i]
-            elif batch["status"][i] != pl.OK:
-                row = error_row(str(batch["error"][i]), model)
-            else:  # skipped: its position is already known from EXIF
-                row = error_row("", model) | {"status": pl.OK, "error": None}
-                row["answer_error"] = SKIPPED_EXIF
-            lat, lon = batch["exif_lat"][i], batch["exif_lon"][i]
-            row.update(
-                image_id=str(batch["image_id"][i]),
-                uri=str(batch["uri"][i]),
-                exif_lat=None if np.isnan(lat) else float(lat),
-                exif_lon=None if np.isnan(lon) else float(lon),
-            )
-            rows.append(row)
-        return pa.Table.from_pylist(rows, schema=PREDICTIONS_SCHEMA)
+        answers = dict(zip(todo.tolist(), self.predictor.predict(images_of(batch, todo)),
+                           strict=True))  # fmt: skip
+        rows = [{k: batch[k][i] for k in ROW_KEYS} for i in range(n)]
+        out = [
+            finish_row(row, answers.get(i), self.predictor.model_id) for i, row in enumerate(rows)
+        ]
+        return pa.Table.from_pylist(out, schema=PREDICTIONS_SCHEMA)
 
 
 def summarize(writer: pl.PartWriter) -> dict:
@@ -89,6 +93,14 @@ def predict(cfg: PredictConfig) -> dict:
     """
 
     def stages(ds):
+        if cfg.engine == "vllm":
+            from georay.predict.vllm_bulk import vllm_stages
+            from georay.predict.vllm_engine import resolve_model
+
+            model = resolve_model(cfg)  # in the driver: exports an artifact once
+            ds = pl.load_stage(ds, cfg, max_pixels=model.max_pixels, exif_gps=True,
+                               skip_exif_gps=cfg.skip_exif_gps)  # fmt: skip
+            return vllm_stages(ds, cfg, model)
         ds = pl.load_stage(
             ds,
             cfg,
@@ -107,7 +119,7 @@ def predict(cfg: PredictConfig) -> dict:
         pl.BulkJob(
             name="predict",
             settings=cfg,
-            identity={"model": cfg.model, "question": cfg.question},
+            identity={"model": cfg.model, "question": cfg.question, "engine": cfg.engine},
             tables=("predictions",),
             outputs=lambda _: {"predictions": PREDICTIONS_SCHEMA},
             stages=stages,

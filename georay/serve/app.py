@@ -9,10 +9,12 @@ Endpoints (see :func:`build_app` for the settings):
     "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model,
     and the photo's own EXIF GPS as ``exif_lat``/``exif_lon`` (null when it has none).
 ``POST /v1/chat/completions``
-    OpenAI-compatible: the last user message's first ``image_url`` content part (a ``data:``
-    URL, or http(s) when fetching is on) is geolocated; the answer text is the model's own
-    answer to georay's inference question (the model is trained on that one question, so any
-    text parts are ignored), and the parsed prediction rides along under ``georay``.
+    OpenAI-compatible. With ``--engine vllm`` the caller's own messages (system, user and
+    assistant turns; text and ``image_url`` parts, ``data:`` URLs or http(s) when fetching is
+    on) are answered, greedily, and ``stream: true`` sends server-sent events as OpenAI clients
+    expect. With ``--engine hf`` the last user message's first image is asked georay's
+    question (the model is trained on that one question, so text parts are ignored). The
+    answer parsed as a prediction rides along under ``georay``.
 ``GET /healthz``
     Liveness and the model id; no auth, so load balancers can probe it.
 ``GET /``
@@ -22,9 +24,11 @@ Endpoints (see :func:`build_app` for the settings):
     predicted cell from ``GET /v1/h3/{cell}``. None of these need the API key: they hold no
     secrets and run no model.
 
-Requests are batched across callers with ``@serve.batch`` (``max_ongoing_requests`` is kept
->= ``max_batch_size``, else batches could never fill), the model runs in a worker thread so the
-replica keeps accepting and decoding requests meanwhile, and ``max_queued_requests`` makes the
+With ``--engine hf`` requests are batched across callers with ``@serve.batch``
+(``max_ongoing_requests`` is kept >= ``max_batch_size``, else batches could never fill) and the
+model runs in a worker thread so the replica keeps accepting and decoding requests meanwhile;
+with ``--engine vllm`` the replica holds vLLM's async engine, which batches continuously across
+callers by itself. ``max_queued_requests`` makes the
 proxy answer 503 instead of queueing without bound. Bodies over ``max_request_bytes`` get 413
 before they are read in full. An API key (off by default) is compared in constant time.
 """
@@ -47,14 +51,16 @@ import uuid
 from dataclasses import asdict
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
 from georay.data.exif import gps_from_bytes
-from georay.data.images import ImageDecodeError
+from georay.data.images import ImageDecodeError, decode_fit
 from georay.geo.cells import cell_boundary
 from georay.predict.config import ModelSettings
+from georay.predict.place import rows_from_texts
 from georay.predict.predictor import Predictor
+from georay.predict.vllm_engine import AsyncVllm
 from georay.protocol.predictions import ANSWER_FIELDS
 from georay.runtime import init_ray
 from georay.serve.config import ServeConfig
@@ -139,25 +145,89 @@ def _asset_response(name: str, request: Request) -> Response:
     return Response(body, media_type=found.media_type, headers=headers)
 
 
+def _processor(path: str):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(path)
+
+
+def _engine_error(err: BaseException) -> str:
+    """vLLM wraps an input error in an EngineGenerateError with no message: name the cause."""
+    cause = err.__cause__ or err
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
+def _completion(model: str, text: str, finish: str, row: dict) -> dict:
+    """An OpenAI chat completion, with georay's parsed prediction under ``georay``."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+            }
+        ],
+        "georay": {k: row.get(k) for k in RESPONSE_FIELDS},
+    }
+
+
+async def _sse(model: str, stream):
+    """OpenAI-style server-sent events: a role chunk, text deltas, a finish chunk, [DONE]."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}  # fmt: skip
+
+    def chunk(delta: dict, finish: str | None) -> str:
+        body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    try:
+        async for text, finish in stream:
+            if text:
+                yield chunk({"content": text}, None)
+            if finish:
+                yield chunk({}, finish)
+    except Exception as err:  # headers are sent: say it in the stream, as OpenAI does
+        yield f"data: {json.dumps({'error': {'message': _engine_error(err)}})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 # Serve serializes the class when it is decorated: every helper it uses is defined above.
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress(api)
 class GeoModel:
-    """A replica: the predictor, request decoding and the batched model call."""
+    """A replica: the engine (transformers or vLLM), request decoding and the model call."""
 
     def __init__(self, settings: dict, api_key_sha256: str | None = None):
         self.cfg = ServeConfig(**settings)
+        self.model_id = self.cfg.model
+        self.api_key_sha256 = api_key_sha256 or _env_key_digest(self.cfg.api_key_env)
+        self.predictor = self.vllm = None
+        if self.cfg.engine == "vllm":
+            # vLLM batches continuously across callers by itself: no @serve.batch.
+            self.vllm = AsyncVllm(ModelSettings.of(settings))
+            self.max_pixels = self.vllm.model.max_pixels
+            self.processor = _processor(self.vllm.model.path)
+            return
         # One Serve batch is one generate() call.
         self.predictor = Predictor(ModelSettings.of(settings, batch_size=self.cfg.max_batch_size))
-        self.api_key_sha256 = api_key_sha256 or _env_key_digest(self.cfg.api_key_env)
+        self.max_pixels = self.predictor.max_pixels
         self._predict_batch.set_max_batch_size(self.cfg.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+
+    def __del__(self):
+        if getattr(self, "vllm", None) is not None:
+            self.vllm.shutdown()  # its engine-core process and memory go with the replica
 
     # -- endpoints ------------------------------------------------------------------------
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
-        return {"status": "ok", "model": self.predictor.model_id}
+        return {"status": "ok", "model": self.model_id, "engine": self.cfg.engine}
 
     @api.get("/")
     async def page(self, request: Request) -> Response:
@@ -171,7 +241,8 @@ class GeoModel:
     async def config(self) -> dict:
         """What a client needs before its first request; never the key itself."""
         return {
-            "model": self.predictor.model_id,
+            "model": self.model_id,
+            "engine": self.cfg.engine,
             "auth": self.api_key_sha256 is not None,
             "max_request_bytes": self.cfg.max_request_bytes,
             "max_image_pixels": self.cfg.max_image_pixels,
@@ -195,47 +266,113 @@ class GeoModel:
         return {**{k: row.get(k) for k in RESPONSE_FIELDS}, **_exif_fields(data)}
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(self, request: Request) -> dict:
+    async def chat_completions(self, request: Request):
         self._authorize(request)
         payload = await self._json(request)
+        if self.vllm is not None:
+            return await self._chat_vllm(payload)
         if payload.get("stream"):
-            raise HTTPError(400, "streaming is not supported; send stream=false")
+            raise HTTPError(400, "streaming needs the vllm engine; send stream=false")
         data = await self._chat_image(payload)
         row = await self._predict_one(data)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.predictor.model_id,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": row["raw_text"]},
-                    "finish_reason": "stop",
-                }
-            ],
-            "georay": {k: row.get(k) for k in RESPONSE_FIELDS},
-        }
+        return _completion(self.model_id, row["raw_text"], "stop", row)
 
-    # -- the batched model call -----------------------------------------------------------
+    # -- the model call -------------------------------------------------------------------
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _predict_batch(self, images: list) -> list[dict]:
         # In a thread: the event loop keeps accepting and decoding requests meanwhile.
         return await asyncio.to_thread(self.predictor.predict, images)
 
-    async def _predict_one(self, data: bytes) -> dict:
+    async def _decode(self, data: bytes):
         try:
-            image = await asyncio.to_thread(
-                self.predictor.load_image, data, max_image_pixels=self.cfg.max_image_pixels
+            return await asyncio.to_thread(
+                decode_fit, data, self.max_pixels, max_image_pixels=self.cfg.max_image_pixels
             )
         except ImageDecodeError as err:
             status = 413 if err.reason.startswith("too many pixels") else 400
             raise HTTPError(status, f"bad image: {err.reason}") from None
-        row = await self._predict_batch(image)
+
+    def _place(self, text) -> dict:
+        return rows_from_texts([text], h3_resolution=self.cfg.h3_resolution,
+                               model_id=self.model_id)[0]  # fmt: skip
+
+    async def _predict_one(self, data: bytes) -> dict:
+        image = await self._decode(data)
+        if self.vllm is not None:
+            try:
+                row = self._place(await self.vllm.generate(image))
+            except Exception as err:  # the engine refused this input: say why, keep serving
+                raise HTTPError(400, f"the model could not answer: {_engine_error(err)}") from None
+        else:
+            row = await self._predict_batch(image)
         if row["status"] != "ok":
             raise HTTPError(500, f"prediction failed: {row['error']}")
         return row
+
+    async def _chat_vllm(self, payload: dict):
+        """The caller's own conversation (text and image parts), answered by vLLM."""
+        prompt, images = await self._render_chat(payload)
+        max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise HTTPError(422, "max_tokens must be a positive integer")
+        max_tokens = min(max_tokens or self.cfg.max_new_tokens, self.cfg.max_new_tokens)
+        stream = self.vllm.stream(prompt, images, max_tokens)
+        if payload.get("stream"):
+            return StreamingResponse(_sse(self.model_id, stream), media_type="text/event-stream")
+        parts, finish = [], "stop"
+        try:
+            async for text, reason in stream:
+                parts.append(text)
+                finish = reason or finish
+        except Exception as err:
+            raise HTTPError(400, f"the model could not answer: {_engine_error(err)}") from None
+        text = "".join(parts)
+        return _completion(self.model_id, text, finish, self._place(text))
+
+    async def _render_chat(self, payload: dict) -> tuple[str, list]:
+        """Messages -> (chat-template prompt, decoded images in order); 4xx on bad input."""
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise HTTPError(422, "'messages' must be a non-empty list")
+        rendered, images = [], []
+        for message in messages:
+            role = message.get("role") if isinstance(message, dict) else None
+            if role not in ("system", "user", "assistant"):
+                raise HTTPError(422, "each message needs a role: system, user or assistant")
+            content = message.get("content")
+            if isinstance(content, str):
+                rendered.append({"role": role, "content": content})
+                continue
+            if not isinstance(content, list):
+                raise HTTPError(422, "message content must be a string or a list of parts")
+            parts = []
+            for part in content:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "text" and isinstance(part.get("text"), str):
+                    parts.append({"type": "text", "text": part["text"]})
+                elif kind == "image_url":
+                    images.append(await self._decode(await self._image_part(part)))
+                    parts.append({"type": "image"})
+                else:
+                    raise HTTPError(422, "content parts must be text or image_url")
+            rendered.append({"role": role, "content": parts})
+        if len(images) > self.cfg.max_images:
+            raise HTTPError(
+                400, f"{len(images)} images, but this server takes {self.cfg.max_images}"
+            )
+        prompt = self.processor.apply_chat_template(
+            rendered, add_generation_prompt=True, tokenize=False
+        )
+        return prompt, images
+
+    async def _image_part(self, part: dict) -> bytes:
+        ref = part.get("image_url")
+        url = ref.get("url") if isinstance(ref, dict) else ref
+        if not isinstance(url, str):
+            raise HTTPError(422, "image_url content part needs a 'url'")
+        # Fetched here under georay's rules, never by the engine (vLLM would fetch any URL).
+        return _data_url(url) if url.startswith("data:") else await self._fetch(url)
 
     # -- request parsing ------------------------------------------------------------------
 
@@ -311,13 +448,7 @@ class GeoModel:
         parts = content if isinstance(content, list) else []
         for part in parts:
             if isinstance(part, dict) and part.get("type") == "image_url":
-                ref = part.get("image_url")
-                url = ref.get("url") if isinstance(ref, dict) else ref
-                if not isinstance(url, str):
-                    raise HTTPError(422, "image_url content part needs a 'url'")
-                if url.startswith("data:"):
-                    return _data_url(url)
-                return await self._fetch(url)
+                return await self._image_part(part)
         raise HTTPError(422, "the last user message needs an image_url content part")
 
     async def _fetch(self, url: object) -> bytes:

@@ -22,10 +22,12 @@ class ServeConfig(RayConfig, ModelSettings):
     gpus_per_replica: float | None = option(
         None, help="GPUs per replica (default: 1 if the cluster has GPUs)", aliases=("--num-gpus",)
     )
-    max_batch_size: int = option(8, help="largest dynamic batch")
-    batch_wait_timeout_s: float = option(0.02, help="how long a batch waits to fill")
+    max_batch_size: int = option(8, help="hf: largest dynamic batch (@serve.batch)")
+    batch_wait_timeout_s: float = option(0.02, help="hf: how long a batch waits to fill")
     max_ongoing_requests: int | None = option(
-        None, help="requests in flight per replica (default: 2 * max_batch_size)"
+        None,
+        help="requests in flight per replica (default: 2 * max_batch_size with hf; 64 with "
+        "vllm, whose engine batches whatever is in flight)",
     )
     max_queued_requests: int = option(64, help="queued requests before the proxy answers 503")
     max_request_bytes: int = option(16 << 20, help="largest request body (413 beyond)")
@@ -44,7 +46,7 @@ class ServeConfig(RayConfig, ModelSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_ongoing_requests is None:
-            self.max_ongoing_requests = 2 * self.max_batch_size
+            self.max_ongoing_requests = 64 if self.engine == "vllm" else 2 * self.max_batch_size
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.max_ongoing_requests < self.max_batch_size:

@@ -1,0 +1,127 @@
+"""The vLLM path of ``georay predict``: Ray's own batch-LLM stack inside the bulk-job skeleton.
+
+::
+
+    load_images (CPU tasks, at the size the model sees)
+      -> preprocess: prompt + image + greedy sampling params (CPU tasks)
+      -> vLLM engine stage of ray.data.llm (build_processor; one engine per actor)
+      -> place: parse + gazetteer + H3 into the predictions schema (CPU tasks)
+
+Only ``ray.data.llm``'s engine stage runs: georay renders the prompt itself (the same
+chat-template text the HF engine feeds) and hands the decoded pixels over, so the CPU stages
+that would re-decode images and re-render templates are switched off.
+
+Every row goes through the engine, so rows in = rows out in one streaming pass: a row that
+failed before (unreadable image) or needs no answer (``--skip-exif-gps``) is sent as a one-token
+request on a blank image and keeps its own status; its output is ignored. A row the engine fails
+on comes back with ``__inference_error__`` (``should_continue_on_error``) and becomes an error
+row, never a failed job.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from georay import pipeline as pl
+from georay.predict.bulk import finish_row
+from georay.predict.config import PredictConfig
+from georay.predict.vllm_engine import CPU_ENV, VllmModel, engine_kwargs, has_gpu
+from georay.protocol.predictions import PREDICTIONS_SCHEMA
+
+_BLANK = np.zeros((28, 28, 3), dtype=np.uint8)  # the smallest image a Qwen2-VL processor takes
+_KEEP = ("image_id", "uri", "status", "error", "skip", "exif_lat", "exif_lon")
+
+
+def _flag(value) -> bool:
+    """A boolean cell that may come back as None or NaN (absent in part of a block)."""
+    return value is not None and value == value and bool(value)
+
+
+def _preprocess(prompt: str, max_tokens: int, adapter: str | None):
+    def preprocess(row: dict) -> dict:
+        answer = row["status"] == pl.OK and not _flag(row.get("skip"))
+        if answer:
+            shape = (int(row["height"]), int(row["width"]), 3)
+            image = np.frombuffer(row["pixels"], np.uint8).reshape(shape)
+        else:
+            image = _BLANK
+        out = {
+            "prompt": prompt,
+            "multimodal_data": {"image": image},
+            "sampling_params": {"max_tokens": max_tokens if answer else 1, "temperature": 0.0},
+        }
+        if adapter:
+            out["model"] = adapter  # ray.data.llm turns a row's model into its LoRARequest
+        return out
+
+    return preprocess
+
+
+def _postprocess(row: dict) -> dict:
+    """The columns the place stage reads (an engine error row skips this and keeps them all)."""
+    return {
+        **{k: row.get(k) for k in _KEEP},
+        "generated_text": row["generated_text"],
+        "__inference_error__": "",
+    }
+
+
+def place(batch, *, model_id: str, h3_resolution: int) -> pa.Table:
+    """Engine outputs -> predictions rows (the schema the HF engine writes)."""
+    from georay.predict.place import rows_from_texts
+
+    rows = batch.to_dict("records")
+    texts: dict[int, str | Exception] = {}
+    for i, row in enumerate(rows):
+        if row["status"] != pl.OK or _flag(row.get("skip")):
+            continue
+        failed = row.get("__inference_error__")
+        if isinstance(failed, str) and failed:
+            texts[i] = RuntimeError(failed)
+        else:
+            texts[i] = str(row["generated_text"] or "")
+    placed = rows_from_texts(list(texts.values()), h3_resolution=h3_resolution, model_id=model_id)
+    answers = dict(zip(texts, placed, strict=True))
+    out = [finish_row(row, answers.get(i), model_id) for i, row in enumerate(rows)]
+    return pa.Table.from_pylist(out, schema=PREDICTIONS_SCHEMA)
+
+
+def vllm_stages(ds, cfg: PredictConfig, model: VllmModel):
+    """Decoded rows -> predictions rows through ``ray.data.llm`` (the module docstring)."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    gpu = has_gpu()
+    cpus = cfg.cpus_per_actor or 1.0
+    bundle = {"CPU": cpus, "GPU": cfg.gpus_per_actor or 1.0} if gpu else {"CPU": cpus}
+    kwargs = engine_kwargs(cfg, model, gpu=gpu)
+    kwargs.pop("model")  # model_source says it
+    small = {"num_cpus": min(cfg.decode_cpus, 0.25)}
+    processor = build_processor(
+        vLLMEngineProcessorConfig(
+            model_source=model.path,
+            engine_kwargs=kwargs,
+            batch_size=cfg.batch_size,
+            concurrency=cfg.num_actors,
+            # The default bundle asks for a GPU; on CPU the engine actor needs a CPU bundle.
+            placement_group_config={"bundles": [bundle] * cfg.tensor_parallel_size},
+            runtime_env=None if gpu else {"env_vars": CPU_ENV},
+            prepare_multimodal_stage=False,
+            chat_template_stage=False,
+            tokenize_stage=False,
+            detokenize_stage=False,
+            log_engine_metrics=False,  # its Prometheus logger imports ray.serve
+            should_continue_on_error=True,
+        ),
+        preprocess=_preprocess(model.prompt, cfg.max_new_tokens, model.adapter),
+        postprocess=_postprocess,
+        preprocess_map_kwargs=small,
+        postprocess_map_kwargs=small,
+    )
+    ds = processor(ds)
+    return ds.map_batches(
+        place,
+        batch_format="pandas",
+        num_cpus=small["num_cpus"],
+        fn_kwargs={"model_id": cfg.model, "h3_resolution": cfg.h3_resolution},
+    )

@@ -1,0 +1,247 @@
+"""vLLM, the production engine: what it loads, how it is configured, how it is asked.
+
+The same answers as transformers' ``generate`` (greedy, float32: the same tokens, a test holds
+them equal), from an engine built for throughput: continuous batching across requests and a
+paged KV cache. :mod:`georay.predict.vllm_bulk` runs it in bulk through Ray's own batch-LLM
+stack (``ray.data.llm``); :class:`AsyncVllm` is what an online replica holds.
+
+What vLLM loads. vLLM reads a Hugging Face folder, not a georay artifact (a base plus adapters
+merged in order). An artifact is exported once (:func:`georay.models.export.export_merged`) into
+a cache folder keyed by its ``artifact.json``: a merged checkpoint, or with ``lora_adapter`` the
+stage-1-merged base plus the last stage as a LoRA adapter (``LoRARequest``), so several
+adapters can share one base. On a multi-node cluster, run ``georay export`` to shared storage
+and pass that folder instead: the cache is local to the machine that exported it.
+
+No Ray here, and vLLM is imported only where it is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from georay.predict.config import ModelSettings
+
+# vLLM's CPU backend needs a KV-cache size (GiB) or it refuses to start; "nobind" leaves thread
+# placement to the OS (the default pins threads and fights torch.set_num_threads); one process
+# instead of an engine-core subprocess per engine starts faster and is all a CPU replica needs.
+CPU_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+}
+
+
+# The ranks vLLM sizes its LoRA buffers for: an adapter's rank is rounded up to one of them.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def use_cpu_env() -> dict[str, str]:
+    """Set :data:`CPU_ENV` in this process where unset; returns the values in force."""
+    for key, value in CPU_ENV.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in CPU_ENV}
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass(frozen=True)
+class VllmModel:
+    """What vLLM loads for a model setting, and how georay asks it.
+
+    Attributes
+    ----------
+    path
+        The folder vLLM loads (a merged checkpoint, or the base the adapter applies to).
+    adapter
+        A LoRA adapter folder served with ``LoRARequest`` on every request, or None.
+    lora_rank
+        The adapter's rank (vLLM's ``max_lora_rank``), or None.
+    question
+        What each image is asked (the artifact's trained question unless given).
+    prompt
+        The chat-template text of that question, ending with the assistant cue.
+    max_pixels
+        The processor's pixel cap: images are decoded at most this large.
+    """
+
+    path: str
+    adapter: str | None
+    lora_rank: int | None
+    question: str
+    prompt: str
+    max_pixels: int | None
+
+
+def _export_dir(local: str, lora: bool) -> Path:
+    """The cache folder of an artifact's export: a change to artifact.json makes a new one."""
+    from georay.models.artifact import ARTIFACT_FILE
+    from georay.models.vlm import cache_root
+
+    spec = (Path(local) / ARTIFACT_FILE).read_bytes()
+    key = hashlib.sha1(spec + str(Path(local).resolve()).encode()).hexdigest()[:16]
+    return cache_root() / f"export-{key}{'-lora' if lora else ''}"
+
+
+def _export(local: str, lora: bool) -> Path:
+    """Export an artifact once; concurrent exports write apart and the first rename wins."""
+    from georay.models.export import export_merged
+
+    folder = _export_dir(local, lora)
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    export_merged(local, str(tmp / "out"), lora_stage2=lora)
+    with contextlib.suppress(OSError):  # another process finished first: keep theirs
+        (tmp / "out").rename(folder)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def resolve_model(settings: ModelSettings) -> VllmModel:
+    """What vLLM loads for ``settings.model`` (exporting an artifact first) and what it is asked.
+
+    Raises
+    ------
+    georay.errors.UserError
+        ``lora_adapter`` for a model that is not an artifact with adapters.
+    """
+    from transformers import AutoProcessor
+
+    from georay.errors import UserError
+    from georay.models.artifact import is_artifact
+    from georay.models.vlm import localize, prompt_text
+    from georay.predict.predictor import default_question, processor_max_pixels
+
+    local = localize(settings.model)
+    adapter = rank = None
+    if not is_artifact(local):
+        if settings.lora_adapter:
+            raise UserError(
+                f"--lora-adapter needs a georay artifact with adapters: {settings.model}"
+            )
+        path = local
+    else:
+        folder = _export(local, settings.lora_adapter)
+        path = str(folder / "base") if settings.lora_adapter else str(folder)
+        if settings.lora_adapter:
+            adapter = str(folder / "adapter")
+            rank = int(json.loads((folder / "adapter" / "adapter_config.json").read_text())["r"])
+    processor = AutoProcessor.from_pretrained(path)
+    question = settings.question or default_question(settings.model)
+    return VllmModel(
+        path=path,
+        adapter=adapter,
+        lora_rank=rank,
+        question=question,
+        prompt=prompt_text(processor, question),
+        max_pixels=settings.max_pixels or processor_max_pixels(processor),
+    )
+
+
+def engine_kwargs(settings: ModelSettings, model: VllmModel, *, gpu: bool) -> dict[str, Any]:
+    """vLLM engine arguments (``LLM(**kw)``, ``AsyncEngineArgs(**kw)``, ``ray.data.llm``)."""
+    kw: dict[str, Any] = {
+        "model": model.path,
+        "dtype": settings.dtype or ("bfloat16" if gpu else "float32"),
+        "limit_mm_per_prompt": {"image": settings.max_images, "video": 0},
+        "seed": 0,
+    }
+    if settings.max_model_len:
+        kw["max_model_len"] = settings.max_model_len
+    if settings.max_num_seqs:
+        kw["max_num_seqs"] = settings.max_num_seqs
+    if gpu:
+        kw["gpu_memory_utilization"] = settings.gpu_memory_utilization
+        kw["tensor_parallel_size"] = settings.tensor_parallel_size
+    else:
+        kw["enforce_eager"] = True  # no CUDA graphs to capture on a CPU
+    if model.adapter:
+        # Two slots, not one: vLLM 0.29's CPU LoRA ops give every row of a batch that mixes
+        # adapter and plain requests the last slot's adapter when max_loras=1 (vllm#48421).
+        rank = next(r for r in LORA_RANKS if r >= (model.lora_rank or 1))
+        kw.update(enable_lora=True, max_lora_rank=rank, max_loras=2)
+    return kw
+
+
+def lora_request(model: VllmModel) -> Any:
+    """The ``LoRARequest`` of the model's adapter, or None."""
+    if not model.adapter:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest("georay", 1, model.adapter)
+
+
+class AsyncVllm:
+    """vLLM's async engine in this process: many callers, one continuously batched engine.
+
+    Parameters
+    ----------
+    settings
+        The model settings (``engine == "vllm"``).
+    """
+
+    def __init__(self, settings: ModelSettings):
+        self.gpu = has_gpu()
+        if not self.gpu:
+            use_cpu_env()
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.settings = settings
+        self.model = resolve_model(settings)
+        args = AsyncEngineArgs(**engine_kwargs(settings, self.model, gpu=self.gpu))
+        self.engine = AsyncLLM.from_engine_args(args)
+        self.lora = lora_request(self.model)
+        self._ids = 0
+
+    async def stream(self, prompt: str, images: list, max_tokens: int | None = None):
+        """Yield ``(text increment, finish reason)`` as it is generated, greedy.
+
+        The finish reason is None until the last increment: then ``"stop"`` (end of the
+        answer) or ``"length"`` (``max_tokens`` reached).
+        """
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        self._ids += 1
+        request_id = f"georay-{os.getpid()}-{self._ids}"
+        params = SamplingParams(
+            max_tokens=max_tokens or self.settings.max_new_tokens,
+            temperature=0.0,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        data = {"prompt": prompt, "multi_modal_data": {"image": images}} if images else prompt
+        outputs = self.engine.generate(
+            request_id=request_id, prompt=data, sampling_params=params, lora_request=self.lora
+        )
+        finished = False
+        try:
+            async for out in outputs:
+                finished = out.finished
+                yield out.outputs[0].text, out.outputs[0].finish_reason if finished else None
+        finally:  # a caller that went away: stop generating for it
+            await outputs.aclose()
+            if not finished:
+                await self.engine.abort(request_id)
+
+    async def generate(self, image: Any) -> str:
+        """The whole answer to the model's question about one decoded image."""
+        parts = [text async for text, _ in self.stream(self.model.prompt, [image])]
+        return "".join(parts)
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
