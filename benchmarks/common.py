@@ -1,0 +1,91 @@
+"""What every benchmark module shares: the machine, the load it ran under, medians, and its
+section of BENCHMARKS.md.
+
+A benchmark prints only what it measured: the CPU count and 1-minute load average are read at the
+start and at the end of the run (:class:`Conditions`), never assumed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    """CPU model, logical CPUs and Python version of this machine."""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        found = re.search(r"Model name:\s*(.+)", lscpu)
+        cpu = found.group(1).strip() if found else platform.processor()
+    except OSError:
+        cpu = platform.processor()
+    return f"{os.cpu_count()} CPUs ({cpu or 'unknown CPU'}), Python {platform.python_version()}"
+
+
+class Conditions:
+    """The load a benchmark ran under: read when created and again by :meth:`line`."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.load_start = os.getloadavg()[0]
+
+    def line(self) -> str:
+        """One sentence: command, machine, date, duration and the load at start and end."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        minutes = (time.time() - self.started) / 60
+        command = " ".join([_python(), "-m", _module(), *sys.argv[1:]])
+        return (
+            f"`{command}` on {machine()}, {now:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min; "
+            f"1-minute load average {self.load_start:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs."
+        )
+
+
+def _python() -> str:
+    """The interpreter as typed from the repository root (``.venv/bin/python``)."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return exe.name
+
+
+def _module() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec else Path(sys.argv[0]).stem
+
+
+def median_s(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls of ``fn``."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def write_section(area: str, body: str, path: Path = BENCH_MD) -> None:
+    """Replace ``area``'s section of BENCHMARKS.md (appended when missing).
+
+    The file is re-read right before writing: several benchmarks write their own sections.
+    """
+    start, end = f"<!-- {area}:start -->", f"<!-- {area}:end -->"
+    text = path.read_text() if path.exists() else "# georay benchmarks\n"
+    section = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
