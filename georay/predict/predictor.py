@@ -17,7 +17,7 @@ from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError, decod
 from georay.predict.config import ModelSettings
 from georay.predict.resolve import resolve_answer
 from georay.protocol.answers import parse_answer
-from georay.protocol.predictions import ANSWER_FIELDS, error_row
+from georay.protocol.predictions import ANSWER_FIELDS, add_cells, answer_row, error_row
 from georay.protocol.prompts import INFERENCE_QUESTION
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,6 @@ class Predictor:
 
     def rows_from_texts(self, texts: list[str | Exception]) -> list[dict]:
         """Parse, resolve and cell-index generated texts (an Exception gives an error row)."""
-        from georay.geo.cells import latlng_to_cells
-
         rows = []
         for text in texts:
             if isinstance(text, Exception):
@@ -128,34 +126,9 @@ class Predictor:
                 continue
             answer = parse_answer(text)
             place = resolve_answer(answer, self.gazetteer)
-            rows.append(
-                {
-                    "country": place.country,
-                    "country_code": place.country_code,
-                    "city": place.city,
-                    "lat": place.lat,
-                    "lon": place.lon,
-                    "h3": None,
-                    "reasons": answer.reasons,
-                    "raw_text": text,
-                    "answered": answer.answered and place.usable,
-                    "resolution": place.level,
-                    # Why an ok row is not answered (refusal, unknown place): kept apart from
-                    # `error`, which is null on every ok row as in the other contracts.
-                    "answer_error": answer.error or (None if place.usable else "place not found"),
-                    "status": "ok",
-                    "error": None,
-                    "model": self.model_id,
-                }
-            )
-        lat = np.array([np.nan if r["lat"] is None else r["lat"] for r in rows], dtype=float)
-        lon = np.array([np.nan if r["lon"] is None else r["lon"] for r in rows], dtype=float)
-        if len(rows):
-            for row, cell in zip(
-                rows, latlng_to_cells(lat, lon, self.settings.h3_resolution), strict=True
-            ):
-                row["h3"] = cell
-        return rows
+            rows.append(answer_row(place, self.model_id, raw_text=text, reasons=answer.reasons,
+                                   answered=answer.answered, answer_error=answer.error))  # fmt: skip
+        return add_cells(rows, self.settings.h3_resolution)
 
     def predict_bytes(self, blobs: list[bytes]) -> list[dict]:
         """Rows for encoded images; undecodable ones become ``status="error"`` rows."""
