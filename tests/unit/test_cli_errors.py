@@ -11,7 +11,7 @@ import sys
 import pytest
 
 COMMANDS = ["synth", "inspect", "curate fit", "curate score", "knowledge", "train", "predict",
-            "serve", "evaluate", "demo"]  # fmt: skip
+            "baseline zeroshot", "baseline knn", "serve", "evaluate", "demo"]  # fmt: skip
 
 
 def georay(*argv: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -43,6 +43,10 @@ BAD = [
     ("predict", ["predict", "--model", "m", "--output", "o"], "missing required flag(s): --input"),
     ("predict", ["predict", "--input", "in", "--model", "./no-model", "--output", "o"],
      "no such file or folder"),
+    ("baseline zeroshot", ["baseline", "zeroshot", "--input", "in", "--output", "o",
+                           "--cities-per-country", "0"], "cities_per_country must be >= 1"),
+    ("baseline knn", ["baseline", "knn", "--input", "in", "--output", "o", "--head", "h"],
+     "missing required flag(s): --gallery"),
     ("serve", ["serve", "--model", "m", "--max-batch-size", "0"], "max_batch_size must be >= 1"),
     ("evaluate", ["evaluate", "--predictions", "p.parquet", "--truth", "t.csv", "--output", "r"],
      "--predictions: no such file or folder"),
