@@ -30,5 +30,5 @@ test: lint
 	$(VENV)/bin/python -m pytest -q -rs
 
 bench: $(STAMP)
-	for area in geo data evaluate curate train learning predict; do \
+	for area in geo data evaluate curate train learning predict knn; do \
 		$(VENV)/bin/python -m benchmarks.$$area || exit 1; done

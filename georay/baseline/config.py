@@ -82,12 +82,13 @@ class KnnConfig(BaselineSettings):
     gallery_split: str = option(
         "", help="use only gallery rows of this split (labels' 'split' column); '' = all"
     )
-    k: int = option(10, help="neighbours per query")
+    # k and temperature: chosen by a sweep on the demo world (georay/baseline/index.py)
+    k: int = option(5, help="neighbours per query")
     temperature: float = option(
         0.05, help="softmax temperature of the neighbours' similarity weights; 0 = uniform"
     )
     index: str = option(
-        "auto", help="faiss index: flat (exact), ivf, or auto (flat up to 200K gallery images)"
+        "auto", help="faiss index: flat (exact), ivf, or auto (flat up to 50K gallery images)"
     )
     nprobe: int = option(32, help="inverted lists an ivf index searches per query")
     exclude_self: bool = option(
