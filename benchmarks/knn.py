@@ -24,6 +24,7 @@ import argparse
 import datetime
 import os
 import resource
+import shlex
 import sys
 import time
 
@@ -185,7 +186,7 @@ def sweep(run: str, ks=(1, 3, 5, 10, 20, 50), temperatures=(0.0, 0.01, 0.02, 0.0
 
 def speed_text(results: list[dict], args, load: tuple) -> str:
     now = datetime.datetime.now(datetime.timezone.utc)
-    command = " ".join([".venv/bin/python -m benchmarks.knn", *sys.argv[1:]])
+    command = ".venv/bin/python -m benchmarks.knn " + shlex.join(sys.argv[1:])
     lines = [
         f"`{command}` on {machine()}, {now:%Y-%m-%d %H:%M} UTC; 1-min load average "
         f"{load[0]:.1f} at the start and {load[1]:.1f} at the end on {os.cpu_count()} CPUs.",
@@ -212,7 +213,7 @@ def speed_text(results: list[dict], args, load: tuple) -> str:
     return "\n".join(lines)
 
 
-def demo_text(s: dict, run: str) -> str:
+def demo_text(s: dict, run: str, load: tuple) -> str:
     """The k / temperature sweep and the demo report's methods side by side."""
     import json
     from pathlib import Path
@@ -221,8 +222,13 @@ def demo_text(s: dict, run: str) -> str:
 
     ks = sorted({k for k, _ in s["grid"]})
     temps = sorted({t for _, t in s["grid"]})
+    now = datetime.datetime.now(datetime.timezone.utc)
+    command = ".venv/bin/python -m benchmarks.knn " + shlex.join(sys.argv[1:])
     lines = [
-        f"### The demo world (`--demo-run {run}`)", "",
+        "### The demo world", "",
+        f"`{command}` on {machine()}, {now:%Y-%m-%d %H:%M} UTC; 1-min load average "
+        f"{load[0]:.1f} at the start and {load[1]:.1f} at the end on {os.cpu_count()} CPUs; "
+        f"RUN = `{run}`, a `georay demo --output RUN` run.", "",
         f"k and weighting: leave-one-out on the {s['train']:,} train views of the demo world "
         f"({s['countries']} countries, chance country accuracy {1 / s['countries']:.3f}; "
         "curate's embeddings, tiny encoder): each train view queries the other train views "
@@ -309,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     if results:
         texts["speed"] = speed_text(results, args, load)
     if sweep_result:
-        texts["demo"] = demo_text(sweep_result, args.demo_run)
+        texts["demo"] = demo_text(sweep_result, args.demo_run, load)
     for part, text in texts.items():
         print(text)
         if not args.no_write:
