@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from benchmarks.geo import BENCH_MD, machine
+from benchmarks.geo import machine, write_part
 from georay.baseline.index import Gallery, build_faiss, locate, normalized
 from georay.geo.distance import haversine_km
 
@@ -270,28 +270,6 @@ def demo_text(s: dict, run: str, load: tuple) -> str:
     return "\n".join(lines)
 
 
-def write_part(part: str, text: str) -> None:
-    """Replace one part (``speed`` or ``demo``) of the knn section of BENCHMARKS.md."""
-    start, end = f"<!-- {AREA}:start -->", f"<!-- {AREA}:end -->"
-    md = BENCH_MD.read_text()
-    if start not in md:
-        md = md.rstrip() + f"\n\n{start}\n{end}\n"
-    head, rest = md.split(start, 1)
-    body, tail = rest.split(end, 1)
-    parts = {}
-    for name in ("speed", "demo"):
-        open_, close = f"<!-- {AREA}.{name}:start -->", f"<!-- {AREA}.{name}:end -->"
-        if open_ in body:
-            parts[name] = body.split(open_, 1)[1].split(close, 1)[0].strip()
-    parts[part] = text.strip()
-    inner = "\n\n".join(
-        f"<!-- {AREA}.{name}:start -->\n{parts[name]}\n<!-- {AREA}.{name}:end -->"
-        for name in ("speed", "demo")
-        if name in parts
-    )
-    BENCH_MD.write_text(f"{head}{start}\n## {AREA}\n\n{inner}\n{end}{tail}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000", help="gallery sizes ('' = none)")
@@ -319,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     for part, text in texts.items():
         print(text)
         if not args.no_write:
-            write_part(part, text)
+            write_part(AREA, ("speed", "demo"), part, text)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ import pyarrow.compute as pc
 from georay import pipeline as pl
 from georay.baseline.config import KnnConfig
 from georay.baseline.index import Gallery, build_faiss, describe, locate, normalized
-from georay.baseline.rows import predictions_table, set_threads, summarize
+from georay.baseline.rows import predictions_table, run_predictions_job, set_threads
 from georay.curate.embedder import Embedder, EncoderSpec
 from georay.data.storage import join_uri, read_bytes
 from georay.errors import UserError
-from georay.protocol.predictions import PREDICTIONS_SCHEMA, Resolved, answer_row
+from georay.protocol.predictions import Resolved, answer_row
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def knn(cfg: KnnConfig) -> dict:
                 "gallery": [ref],
                 "settings": dataclasses.asdict(cfg),
                 "pool_size": cfg.num_actors,
-            },  # fmt: skip
+            },
             batch_format="numpy",
             **pl.actor_pool_options(cfg),
         )
@@ -230,15 +230,4 @@ def knn(cfg: KnnConfig) -> dict:
         "index": cfg.index,
         "exclude_self": cfg.exclude_self,
     }
-    summary = pl.run_bulk_job(
-        pl.BulkJob(
-            name="baseline knn",
-            settings=cfg,
-            identity=identity,
-            tables=("predictions",),
-            outputs=lambda _: {"predictions": PREDICTIONS_SCHEMA},
-            stages=stages,
-            summarize=lambda writer: {**summarize(writer), **gallery_info},
-        )
-    )
-    return summary
+    return run_predictions_job("baseline knn", cfg, identity, stages, extra=gallery_info)

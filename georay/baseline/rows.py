@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from georay.pipeline.output import PartWriter
+from georay.pipeline.settings import BulkSettings
 from georay.protocol.predictions import PREDICTIONS_SCHEMA, add_cells, error_row
 
 
@@ -26,6 +27,26 @@ def summarize(writer: PartWriter) -> dict:
     """``answered``: committed rows that placed the image."""
     answered = writer.read(["answered"])["answered"].to_pylist()
     return {"answered": sum(bool(a) for a in answered)}
+
+
+def run_predictions_job(
+    name: str, cfg: BulkSettings, identity: dict, stages, extra: dict | None = None
+) -> dict:
+    """A baseline as a bulk job writing ``OUT/predictions/`` (the predictions schema) and
+    ``OUT/summary.json`` (the skeleton's counts, ``answered`` and ``extra``)."""
+    from georay import pipeline as pl
+
+    return pl.run_bulk_job(
+        pl.BulkJob(
+            name=name,
+            settings=cfg,
+            identity=identity,
+            tables=("predictions",),
+            outputs=lambda _: {"predictions": PREDICTIONS_SCHEMA},
+            stages=stages,
+            summarize=lambda writer: {**summarize(writer), **(extra or {})},
+        )
+    )
 
 
 def set_threads(threads: int, pool_size: int) -> None:

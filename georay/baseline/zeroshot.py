@@ -19,9 +19,9 @@ import numpy as np
 
 from georay import pipeline as pl
 from georay.baseline.config import ZeroShotConfig
-from georay.baseline.rows import predictions_table, set_threads, summarize
+from georay.baseline.rows import predictions_table, run_predictions_job, set_threads
 from georay.errors import UserError
-from georay.protocol.predictions import PREDICTIONS_SCHEMA, Resolved, answer_row
+from georay.protocol.predictions import Resolved, answer_row
 
 LOGIT_SCALE = 100.0  # CLIP's learned temperature at the end of training, for probabilities
 TEXT_BATCH = 256
@@ -135,14 +135,4 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
         "cities_per_country": cfg.cities_per_country,
         "captions": [cfg.country_caption, cfg.city_caption],
     }
-    return pl.run_bulk_job(
-        pl.BulkJob(
-            name="baseline zeroshot",
-            settings=cfg,
-            identity=identity,
-            tables=("predictions",),
-            outputs=lambda _: {"predictions": PREDICTIONS_SCHEMA},
-            stages=stages,
-            summarize=summarize,
-        )
-    )
+    return run_predictions_job("baseline zeroshot", cfg, identity, stages)

@@ -90,6 +90,13 @@ class Layout:
 # MP-16: TIBHannover/GeoEstimation README and meta/im2gps3k_places365.csv (IMG_ID, AUTHOR, LAT,
 # LON, S3_Label, S16_Label, S365_Label, Prob_indoor, Prob_natural, Prob_urban, Prob_Other; the
 # MP16-Pro release adds city and country_code); YFCC4k / YFCC26k: IMG_ID, LAT, LON.
+_IMG_ID_COLUMNS = {
+    "image_id": ("IMG_ID",),
+    "lat": ("LAT",),
+    "lon": ("LON",),
+    "country": ("country_code", "country"),  # MP16-Pro has both; the code is unambiguous
+    "city": ("city",),
+}
 LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "georay",
@@ -107,32 +114,15 @@ LAYOUTS: tuple[Layout, ...] = (
             "lon": ("longitude",),
             "country": ("country",),
             "city": ("city",),
-        },  # fmt: skip
+        },
     ),
     Layout(
         "im2gps",
         "Im2GPS / Im2GPS3k / MP-16, GeoEstimation *_places365.csv",
         ("IMG_ID", "AUTHOR", "LAT", "LON"),
-        {
-            "image_id": ("IMG_ID",),
-            "lat": ("LAT",),
-            "lon": ("LON",),
-            "country": ("country_code", "country"),
-            "city": ("city",),
-        },  # fmt: skip
+        _IMG_ID_COLUMNS,
     ),
-    Layout(
-        "yfcc",
-        "YFCC4k / YFCC26k",
-        ("IMG_ID", "LAT", "LON"),
-        {
-            "image_id": ("IMG_ID",),
-            "lat": ("LAT",),
-            "lon": ("LON",),
-            "country": ("country_code", "country"),
-            "city": ("city",),
-        },  # fmt: skip
-    ),
+    Layout("yfcc", "YFCC4k / YFCC26k", ("IMG_ID", "LAT", "LON"), _IMG_ID_COLUMNS),
 )
 # CSV id columns are read as text: OSV-5M ids are long integers, and ids are names, not numbers.
 _ID_TYPES = {name: pa.string() for lay in LAYOUTS for name in lay.columns["image_id"]}
