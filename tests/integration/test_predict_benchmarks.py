@@ -1,5 +1,6 @@
 """`georay predict` on images laid out like OSV-5M and Im2GPS3k, joined to their truth tables as
-published through `georay evaluate`; figures recomputed here from the two tables by hand."""
+published through `georay evaluate`; figures recomputed here from the two tables by hand. Both
+image folders are predicted as folders; the Im2GPS3k CSV is also predicted as the input table."""
 
 from __future__ import annotations
 
@@ -80,10 +81,8 @@ def test_osv5m_image_folder_joins_test_csv(ray_session, tmp_path, tiny_model):
     assert m["n"] == len(ids) and m["inputs"]["truth_without_prediction"] == 0
     assert m["inputs"]["unmatched_predictions"] == 1  # 999.jpg
     hand = _by_hand({i: p[2] for i, p in zip(ids, PLACES, strict=True)}, str(out / "predictions"))
-    assert (m["country"]["answered"], m["country"]["correct"]) == (
-        hand["answered"],
-        hand["correct"],
-    )
+    assert m["country"]["answered"] == hand["answered"]
+    assert m["country"]["correct"] == hand["correct"]
 
 
 def test_im2gps3k_csv_as_input_with_its_image_folder(ray_session, tmp_path, tiny_model):
@@ -110,7 +109,13 @@ def test_im2gps3k_csv_as_input_with_its_image_folder(ray_session, tmp_path, tiny
     assert m["n"] == len(ids) and m["inputs"]["truth_without_prediction"] == 0
     assert m["inputs"]["truth_country_from_coordinates"] == len(ids)
     hand = _by_hand({i: p[2] for i, p in zip(ids, PLACES, strict=True)}, str(out / "predictions"))
-    assert (m["country"]["answered"], m["country"]["correct"]) == (
-        hand["answered"],
-        hand["correct"],
-    )
+    assert m["country"]["answered"] == hand["answered"]
+    assert m["country"]["correct"] == hand["correct"]
+    # The image folder itself, predicted like any folder, joins the same truth rows.
+    folder = tmp_path / "pred-folder"
+    _predict(tiny_model, input=str(photos), output=str(folder))
+    by_folder = evaluate(EvaluateConfig(predictions=str(folder / "predictions"), truth=str(truth),
+                                        output=str(tmp_path / "report2"), plots=False))  # fmt: skip
+    assert by_folder["inputs"]["truth_without_prediction"] == 1  # the missing file
+    assert by_folder["inputs"]["unmatched_predictions"] == 0
+    assert by_folder["country"] == m["country"]  # same images, same greedy answers
