@@ -61,5 +61,5 @@ test: lint browser vllm-env
 	$(VLLM_PY) -m pytest -q -rs -m vllm
 
 bench: $(STAMP)
-	for area in geo data evaluate curate train learning predict; do \
+	for area in geo data evaluate curate train learning predict knn; do \
 		$(VENV)/bin/python -m benchmarks.$$area || exit 1; done

@@ -35,6 +35,29 @@ def median_s(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def write_part(area: str, names: tuple[str, ...], part: str, text: str) -> None:
+    """Replace one part of an area's section of BENCHMARKS.md (``<!-- area.part:start -->``),
+    keeping its other parts (in the order of ``names``); the section is added if missing."""
+    start, end = f"<!-- {area}:start -->", f"<!-- {area}:end -->"
+    md = BENCH_MD.read_text()
+    if start not in md:
+        md = md.rstrip() + f"\n\n{start}\n{end}\n"
+    head, rest = md.split(start, 1)
+    body, tail = rest.split(end, 1)
+    parts = {}
+    for name in names:
+        open_, close = f"<!-- {area}.{name}:start -->", f"<!-- {area}.{name}:end -->"
+        if open_ in body:
+            parts[name] = body.split(open_, 1)[1].split(close, 1)[0].strip()
+    parts[part] = text.strip()
+    inner = "\n\n".join(
+        f"<!-- {area}.{name}:start -->\n{parts[name]}\n<!-- {area}.{name}:end -->"
+        for name in names
+        if name in parts
+    )
+    BENCH_MD.write_text(f"{head}{start}\n## {area}\n\n{inner}\n{end}{tail}")
+
+
 def machine() -> str:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout

@@ -22,30 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.geo import BENCH_MD, machine
-
-START, END = "<!-- train:start -->", "<!-- train:end -->"
+from benchmarks.geo import machine
+from benchmarks.geo import write_part as write_section_part
 
 
 def write_part(part: str, text: str) -> None:
     """Replace one part (``learning`` or ``throughput``) of the train section of BENCHMARKS.md."""
-    md = BENCH_MD.read_text()
-    if START not in md:
-        md = md.rstrip() + f"\n\n{START}\n{END}\n"
-    head, rest = md.split(START, 1)
-    body, tail = rest.split(END, 1)
-    parts = {}
-    for name in ("throughput", "learning"):
-        open_, close = f"<!-- train.{name}:start -->", f"<!-- train.{name}:end -->"
-        if open_ in body:
-            parts[name] = body.split(open_, 1)[1].split(close, 1)[0].strip()
-    parts[part] = text.strip()
-    inner = "\n\n".join(
-        f"<!-- train.{name}:start -->\n{parts[name]}\n<!-- train.{name}:end -->"
-        for name in ("throughput", "learning")
-        if name in parts
-    )
-    BENCH_MD.write_text(f"{head}{START}\n## train\n\n{inner}\n{END}{tail}")
+    write_section_part("train", ("throughput", "learning"), part, text)
 
 
 def make_data(folder: Path, n: int) -> Path:

@@ -33,6 +33,7 @@ STAGE_CLIS = [
     "georay.knowledge.cli",  # knowledge
     "georay.train.cli",  # train
     "georay.predict.cli",  # predict, export
+    "georay.baseline.cli",  # baseline zeroshot | knn
     "georay.serve.cli",  # serve
     "georay.evaluate.cli",  # evaluate
     "georay.demo.cli",  # demo

@@ -7,7 +7,8 @@ and validated in ``__post_init__``. This module is the only place that turns suc
 ``--help``) with no other change:
 
 * ``snake_case`` field -> ``--kebab-case`` flag; ``bool`` fields -> ``--flag/--no-flag``;
-  ``list[...]`` fields take comma-separated values;
+  ``list[...]`` fields take one or more values, each of them comma-separated too
+  (``--h3-resolution 3,5`` or ``--h3-resolution 3 5``);
 * flags default to "not given", so values layer as dataclass defaults < ``--preset`` < flags;
 * path fields given as local paths are made absolute where the command runs, before any Ray
   worker (which runs in another working directory) sees them, and :func:`check_inputs` checks
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import types
 import typing
@@ -45,6 +47,7 @@ def option(
     path: PathKind | None = None,
     aliases: tuple[str, ...] = (),
     positional: bool = False,
+    named: bool = False,
 ) -> Any:
     """A config field with its CLI help.
 
@@ -62,8 +65,12 @@ def option(
         Old flag spellings still accepted (hidden from ``--help``, with a note on stderr).
     positional
         A positional argument instead of a flag.
+    named
+        With ``path``: a value may be ``NAME=PATH`` (``--predictions knn=runs/knn``); only the
+        part after the name is a path.
     """
-    meta = {"help": help, "path": path, "aliases": aliases, "positional": positional}
+    meta = {"help": help, "path": path, "aliases": aliases, "positional": positional,
+            "named": named}  # fmt: skip
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -73,9 +80,23 @@ def _is_uri(value: str) -> bool:
     return "://" in value
 
 
-def _resolve(value: Any, kind: PathKind) -> Any:
+_NAME = re.compile(r"^([\w.-]+)=(.+)$")
+
+
+def split_name(value: str) -> tuple[str, str]:
+    """``"knn=runs/knn"`` -> ``("knn", "runs/knn")``; a value without a simple name before a
+    ``=`` is all path: ``("", value)``."""
+    match = _NAME.match(value) if not _is_uri(value.split("=", 1)[0]) else None
+    return (match.group(1), match.group(2)) if match else ("", value)
+
+
+def _resolve(value: Any, kind: PathKind, named: bool = False) -> Any:
     if isinstance(value, list):
-        return [_resolve(v, kind) for v in value]
+        return [_resolve(v, kind, named) for v in value]
+    if named and isinstance(value, str):
+        name, path = split_name(value)
+        if name:
+            return f"{name}={_resolve(path, kind)}"
     if not isinstance(value, str) or not value or _is_uri(value):
         return value
     local = os.path.abspath(os.path.expanduser(value))
@@ -93,7 +114,8 @@ class Config:
         for f in dataclasses.fields(self):
             kind = f.metadata.get("path")
             if kind:
-                setattr(self, f.name, _resolve(getattr(self, f.name), kind))
+                value = _resolve(getattr(self, f.name), kind, f.metadata.get("named", False))
+                setattr(self, f.name, value)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -138,6 +160,8 @@ def check_inputs(cfg: Any) -> None:
         for v in values:
             if not isinstance(v, str) or not v:
                 continue
+            if f.metadata.get("named"):
+                v = split_name(v)[1]
             is_path = kind == "in" or (kind == "model" and (v.startswith(("/", "s3://"))))
             if is_path and not _exists(v):
                 name = f.name if f.metadata.get("positional") else flag(f.name)
@@ -217,6 +241,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, presets: str 
             text += f" (default: {'on' if default else 'off'})"
         else:
             kwargs = {"type": _converter(tp), "metavar": f.name.upper()}
+            if typing.get_origin(tp) in (list, tuple):
+                kwargs["nargs"] = "+"  # `--predictions a=P b=Q` as well as `a=P,b=Q`
         parser.add_argument(flag(f.name), dest=f.name, default=None, help=text, **kwargs)
         for alias in f.metadata.get("aliases", ()):
             parser.add_argument(
@@ -288,6 +314,8 @@ def from_args(cls: type[T], args: argparse.Namespace, presets: str = "") -> T:
             raise UserError(f"preset {preset} has unknown fields: {sorted(unknown)}")
     for name in names:
         value = getattr(args, name, None)
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            value = [item for part in value for item in part]  # nargs="+" of comma lists
         if value is not None:
             values[name] = value
     missing = [flag(f.name) for f in fields if _required(f) and f.name not in values]

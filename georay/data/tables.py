@@ -3,8 +3,11 @@ folder / ``s3://`` prefix of Parquet parts (what every georay job writes), local
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import json
+import zlib
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
@@ -46,6 +49,7 @@ def read_table(
     columns: Sequence[str] | None = None,
     *,
     column_types: Mapping[str, pa.DataType] | None = None,
+    strings_can_be_null: bool = True,
 ) -> pa.Table:
     """Read a table file or a folder of Parquet parts.
 
@@ -58,6 +62,9 @@ def read_table(
         Read only these columns, where present (absent ones are simply not in the result).
     column_types
         Types for CSV columns that should not be inferred (ids that look like numbers).
+    strings_can_be_null
+        Read CSV strings such as ``NA`` and ``null`` as nulls (pyarrow's default). Benchmark
+        tables turn it off: ``NA`` is Namibia's country code there.
 
     Raises
     ------
@@ -80,7 +87,8 @@ def read_table(
                 io.BytesIO(data),
                 parse_options=pacsv.ParseOptions(delimiter="\t" if ".tsv" in uri.lower() else ","),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=dict(column_types or {}), strings_can_be_null=True
+                    column_types=dict(column_types or {}),
+                    strings_can_be_null=strings_can_be_null,
                 ),
             )
         else:
@@ -90,3 +98,23 @@ def read_table(
     if columns is not None:
         table = table.select([c for c in columns if c in table.column_names])
     return table
+
+
+def table_columns(uri: str) -> list[str]:
+    """Column names of a table without reading its rows: the Parquet schema, a CSV/TSV header
+    line, or the keys of a JSON-lines file's first record (the first 1 MiB is read)."""
+    fs, path = filesystem_for(uri)
+    if is_folder(uri) or table_format(uri) == "parquet":
+        return pads.dataset(path, filesystem=fs, format="parquet").schema.names
+    with fs.open_input_stream(path) as stream:
+        head = stream.read(1 << 20)
+    if str(uri).lower().endswith(".gz"):
+        head = zlib.decompressobj(wbits=31).decompress(head)
+    first = head.decode("utf-8-sig", errors="replace").splitlines()[:1] or [""]
+    if table_format(uri) == "csv":
+        delimiter = "\t" if ".tsv" in str(uri).lower() else ","
+        return next(csv.reader(first, delimiter=delimiter), [])
+    try:
+        return list(json.loads(first[0]))
+    except (ValueError, TypeError) as err:
+        raise UserError(f"cannot parse {uri}: first line is not a JSON object: {err}") from None

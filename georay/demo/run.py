@@ -2,15 +2,18 @@
 
 Synthetic world -> curate (fit the CLIP student on teacher labels, score, keep the locatable
 views) -> knowledge (stage-1 reasoning and stage-2 location conversations) -> train stage 1 ->
-train stage 2 -> bulk predict on the held-out views -> evaluate. Everything runs on a local Ray
-with tiny models built in code, on CPU, and lands in one run folder::
+train stage 2 -> bulk predict on the held-out views -> the two baselines on the same views (CLIP
+zero-shot with the tiny encoder; kNN retrieval over the curate step's embeddings of the train
+split) -> evaluate the three side by side. Everything runs on a local Ray with tiny models built
+in code, on CPU, and lands in one run folder::
 
     RUN/world/       images, manifest.parquet, clues.jsonl (georay synth)
-    RUN/curate/      head/, scores/, curated/, summary.json
+    RUN/curate/      head/, scores/, curated/, embeddings/, summary.json
     RUN/knowledge/   reasoning.jsonl, location.jsonl, dropped.jsonl
     RUN/train/       reasoning/ and location/ artifacts (+ Ray Train checkpoints)
     RUN/predict/     predictions/ on the held-out split, summary.json
-    RUN/report/      metrics.json, report.md, plots
+    RUN/zeroshot/    RUN/knn/   the baselines' predictions/ on the same views
+    RUN/report/      metrics.json, report.md, plots: vlm, zeroshot and knn side by side
 
 The demo only wires stage configs together: each step is the same function the stage's CLI
 calls, so what works here works with ``georay <stage>`` and ``ray job submit``.
@@ -47,6 +50,7 @@ def _prepare(cfg: DemoConfig) -> Path:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
+    from georay.baseline import KnnConfig, ZeroShotConfig, knn, zeroshot
     from georay.curate import FitConfig, ScoreConfig, fit, score
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
@@ -85,7 +89,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "curate_score",
         score,
-        ScoreConfig(head=str(curate / "head"), output=str(curate), input=manifest),
+        # embeddings/: the kNN baseline's gallery
+        ScoreConfig(head=str(curate / "head"), output=str(curate), input=manifest, embeddings=True),
     )
     step(
         "knowledge",
@@ -139,10 +144,36 @@ def run_demo(cfg: DemoConfig) -> dict:
         ),
     )
     step(
+        "baseline_zeroshot",
+        zeroshot,
+        ZeroShotConfig(
+            input=held_out,
+            output=str(run / "zeroshot"),
+            encoder=fit_preset["encoder"],
+            seed=fit_preset["seed"],
+            countries=out["synth"]["countries"],  # the world's countries, as chance assumes
+        ),
+    )
+    step(
+        "baseline_knn",
+        knn,
+        KnnConfig(
+            input=held_out,
+            output=str(run / "knn"),
+            gallery=str(curate),
+            head=str(curate / "head"),
+            gallery_split="train",
+        ),
+    )
+    step(
         "evaluate",
         evaluate,
         EvaluateConfig(
-            predictions=str(run / "predict" / "predictions"),
+            predictions=[
+                f"vlm={run / 'predict' / 'predictions'}",
+                f"zeroshot={run / 'zeroshot' / 'predictions'}",
+                f"knn={run / 'knn' / 'predictions'}",
+            ],
             truth=manifest,
             split="test",
             output=str(run / "report"),
@@ -177,10 +208,14 @@ def _jsonable(value):
 
 
 def summary_table(out: dict) -> str:
-    """A plain-text table of what each stage did, for the end of the demo."""
+    """A plain-text table of what each stage did, for the end of the demo, then the methods'
+    headline figures side by side."""
+    from georay.evaluate.report import methods_table
+
     t, countries = out["timings_s"], out["countries"]
     s, cs, kn = out["synth"], out["curate_score"], out["knowledge"]
     r1, r2, pr, ev = out["train_reasoning"], out["train_location"], out["predict"], out["evaluate"]
+    zs, kn_ = out["baseline_zeroshot"], out["baseline_knn"]
     rows = [
         ("synth", f"{s['images']} views + {s['corrupt']} broken files, {countries} countries"),
         (
@@ -199,6 +234,12 @@ def summary_table(out: dict) -> str:
         ("train_reasoning", f"{r1['steps']} steps, final loss {r1['final_loss']:.3f}"),
         ("train_location", f"{r2['steps']} steps, final loss {r2['final_loss']:.3f}"),
         ("predict", f"{pr['rows_out']} rows = {pr['ok']} ok + {pr['error']} error"),
+        ("baseline_zeroshot", f"{zs['rows_out']} rows = {zs['ok']} ok + {zs['error']} error"),
+        (
+            "baseline_knn",
+            f"{kn_['rows_out']} rows = {kn_['ok']} ok + {kn_['error']} error; "
+            f"gallery {kn_['gallery_rows']} train views",
+        ),  # fmt: skip
         (
             "evaluate",
             f"country acc {ev['country']['correct'] / max(ev['n'], 1):.3f} "
@@ -212,4 +253,6 @@ def summary_table(out: dict) -> str:
     lines.append("-" * 78)
     lines.append(f"{'total':<{width}}  {sum(t.values()):>7.1f}")
     lines.append(f"report: {Path(out['run']) / 'report' / 'report.md'}")
+    lines += ["", f"Held-out views, methods side by side (chance country accuracy "
+                  f"{1 / countries:.3f}):", methods_table(ev)]  # fmt: skip
     return "\n".join(lines)

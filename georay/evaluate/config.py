@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import Config, option
+from georay.config import Config, option, split_name
 
 
 @dataclass(kw_only=True)
 class EvaluateConfig(Config):
     """Score predictions against ground truth."""
 
-    predictions: str = option(
-        help="predictions: Parquet/CSV/JSONL file or folder of Parquet parts", path="in"
+    predictions: list[str] = option(
+        help="predictions: a Parquet/CSV/JSONL file or folder of Parquet parts; several as "
+        "NAME=PATH ... (or NAME=PATH,NAME=PATH) are scored side by side on the same truth rows",
+        path="in",
+        named=True,
     )
     truth: str = option(
-        help="ground truth (manifest-like: image_id, lat/lon and/or country/city)", path="in"
+        help="ground truth: a georay manifest (image_id, lat/lon and/or country/city) or a "
+        "benchmark table (OSV-5M, Im2GPS3k / MP-16, YFCC4k / YFCC26k: recognised by its columns)",
+        path="in",
+    )
+    truth_columns: str = option(
+        "",
+        help="columns of a --truth table in no known layout, as id=COL,lat=COL,lon=COL"
+        "[,country=COL,city=COL]",
     )
     output: str = option(help="report folder (local or s3://)", path="out")
     h3_resolution: list[int] = option(
@@ -30,7 +40,12 @@ class EvaluateConfig(Config):
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.predictions, str):  # one path, as Python callers give it
+            self.predictions = [self.predictions]
         super().__post_init__()
+        methods = self.methods()  # validates names
+        if not methods:
+            raise ValueError("predictions: give at least one predictions file or folder")
         if isinstance(self.h3_resolution, (int, str)):
             self.h3_resolution = [int(r) for r in str(self.h3_resolution).split(",")]
         if not self.h3_resolution or any(not 0 <= int(r) <= 15 for r in self.h3_resolution):
@@ -43,3 +58,24 @@ class EvaluateConfig(Config):
                 f"map_resolution {self.map_resolution} must be one of h3_resolution "
                 f"{self.h3_resolution}"
             )
+
+    def methods(self) -> dict[str, str]:
+        """Method name -> predictions path, in the order given. An unnamed path is called
+        ``predictions`` (or after its folder when there are several)."""
+        out: dict[str, str] = {}
+        for value in self.predictions:
+            name, path = split_name(value)
+            if not name:
+                name = "predictions" if len(self.predictions) == 1 else _default_name(path)
+            if name in out:
+                raise ValueError(f"predictions: method name {name!r} given twice; name them "
+                                 "NAME=PATH")  # fmt: skip
+            out[name] = path
+        return out
+
+
+def _default_name(path: str) -> str:
+    """A method name from a path: ``runs/knn/predictions`` -> ``knn``."""
+    parts = [p for p in path.rstrip("/").split("/") if p]
+    tail = parts[-2] if len(parts) > 1 and parts[-1] == "predictions" else parts[-1]
+    return tail.split(".")[0] or "predictions"

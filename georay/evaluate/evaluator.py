@@ -18,7 +18,7 @@ from georay.data.storage import filesystem_for, join_uri, write_bytes
 from georay.errors import UserError
 from georay.evaluate.config import EvaluateConfig
 from georay.evaluate.inputs import PREDICTION_COLUMNS, TRUTH_COLUMNS, read_columns
-from georay.evaluate.score import NO_CELL, Scored, group_stats, score
+from georay.evaluate.score import NO_CELL, Scored, group_stats, prepare_truth, score
 from georay.geo.gazetteer import get_gazetteer
 from georay.geo.metrics import CONVENTIONS, THRESHOLDS_KM, distance_metrics, level_metrics
 from georay.geo.places import CITY_RADIUS_KM
@@ -26,6 +26,12 @@ from georay.geo.places import CITY_RADIUS_KM
 log = logging.getLogger(__name__)
 
 EVALUATE_CONVENTIONS = {
+    "truth_layout": "a truth table is read in the layout its columns identify (georay manifest, "
+    "OSV-5M, Im2GPS3k / MP-16, YFCC4k / YFCC26k; inputs.truth_layout says which and from which "
+    "columns); benchmark ids lose their image suffix (1234.jpg -> 1234), the id a folder of the "
+    "same images gets; benchmark countries given as names or codes become ISO alpha-2",
+    "methods": "several prediction sets are scored on the same truth rows (deduplicated and "
+    "completed once); the top-level figures are those of the first set (primary_method)",
     "join": "predictions joined to truth on image_id; a truth row without a prediction is "
     "unanswered (a miss at every level and in every km figure); a prediction without a truth row "
     "is counted in unmatched_predictions and written to unmatched_predictions.parquet; "
@@ -105,10 +111,11 @@ def cell_table(scored: Scored, res: int) -> pa.Table:
     )
 
 
-def rows_table(scored: Scored) -> pa.Table:
+def rows_table(scored: Scored, method: str) -> pa.Table:
     """One row per truth row: what was compared and whether it was right."""
     return pa.table(
         {
+            "method": pa.array([method] * len(scored), pa.string()),
             "image_id": scored.image_id,
             "true_country": scored.true_country,
             "pred_country": scored.pred_country,
@@ -144,41 +151,109 @@ def _json_ready(value):
     return value
 
 
-def evaluate(cfg: EvaluateConfig) -> dict:
-    """Score predictions against truth and write the report folder.
+# Per-group figures that get one column per method in a side-by-side report.
+METHOD_STATS = (
+    "answered",
+    "country_accuracy",
+    "city_accuracy",
+    "median_km",
+    "geoscore",
+    "acc_25km",
+)
 
-    Writes ``metrics.json``, ``countries.parquet``, ``cells_res{R}.parquet`` for each
-    resolution, ``rows.parquet`` (per truth row), ``unmatched_predictions.parquet``,
-    ``report.md`` and the PNG figures into ``cfg.output``.
 
-    Returns
-    -------
-    dict
-        The metrics.json contents.
-    """
-    start = time.perf_counter()
-    truth = read_columns(cfg.truth, TRUTH_COLUMNS)
-    truth_rows = len(truth)
+def side_by_side(tables: dict[str, pa.Table], keys: list[str]) -> pa.Table:
+    """One group table from several methods' (same groups, same order: they are grouped on the
+    same truth rows): the ``keys`` and ``n`` once, then ``<method>.<figure>`` per method."""
+    first = next(iter(tables.values()))
+    out = {k: first[k] for k in [*keys, "n"]}
+    for method, table in tables.items():
+        if table.select(keys).to_pylist() != first.select(keys).to_pylist():
+            raise RuntimeError(f"group tables of {method} are not aligned")  # a bug, not input
+        out.update({f"{method}.{stat}": table[stat] for stat in METHOD_STATS})
+    return pa.table(out)
+
+
+def _group_tables(
+    scored: dict[str, Scored], resolutions: list[int]
+) -> tuple[dict[str, dict[str, pa.Table]], dict[str, pa.Table]]:
+    """countries and cells_res{R} tables per method, and as written: one method's as they are,
+    several side by side."""
+    per_method = {m: {"countries": country_table(s)} for m, s in scored.items()}
+    for m, s in scored.items():
+        per_method[m].update({f"cells_res{r}": cell_table(s, r) for r in resolutions})
+    if len(scored) == 1:
+        return per_method, dict(next(iter(per_method.values())))
+    names = ["countries", *(f"cells_res{r}" for r in resolutions)]
+    keys = {"countries": ["country", "country_name"]}
+    return per_method, {
+        name: side_by_side({m: t[name] for m, t in per_method.items()},
+                           keys.get(name, ["cell", "lat", "lon", "country"]))
+        for name in names
+    }  # fmt: skip
+
+
+def _read_truth(cfg: EvaluateConfig) -> tuple[pa.Table, int, dict]:
+    """Truth rows (in the split), the row count before the split, the layout record."""
+    truth, layout = read_columns(cfg.truth, TRUTH_COLUMNS, mapping=cfg.truth_columns)
+    rows = len(truth)
     if cfg.split:
         if truth["split"].null_count == len(truth):
             raise UserError(f"--split {cfg.split!r} given but {cfg.truth} has no 'split' column")
         truth = truth.filter(pc.fill_null(pc.equal(truth["split"], cfg.split), False))
-    predictions = read_columns(cfg.predictions, PREDICTION_COLUMNS)
+    return truth, rows, layout.record()
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """Score one or several prediction sets against truth and write the report folder.
+
+    Writes ``metrics.json``, ``countries.parquet``, ``cells_res{R}.parquet`` for each
+    resolution, ``rows.parquet`` (per truth row and method), ``unmatched_predictions.parquet``,
+    ``report.md`` and the PNG figures into ``cfg.output``. With several prediction sets every
+    method is scored on the same truth rows; the group tables get one column per method and
+    figure (``knn.country_accuracy``), and a figure compares the methods.
+
+    Returns
+    -------
+    dict
+        The metrics.json contents: the first method's figures at the top level (as with one
+        set), and every method's under ``methods``.
+    """
+    start = time.perf_counter()
+    gaz = get_gazetteer()
+    truth, truth_rows, truth_layout = _read_truth(cfg)
+    prepared = prepare_truth(truth, gaz, cfg.h3_resolution)
+    scored: dict[str, Scored] = {}
+    orphans, methods = [], {}
+    for method, path in cfg.methods().items():
+        predictions, layout = read_columns(path, PREDICTION_COLUMNS, flag="--predictions")
+        scored[method], unmatched = score(prepared, predictions, gaz)
+        orphans.append(unmatched.add_column(0, "method", pa.array([method] * len(unmatched),
+                                                                  pa.string())))  # fmt: skip
+        methods[method] = {
+            **headline(scored[method]),
+            "inputs": {"predictions": path, "prediction_rows": len(predictions),
+                       "prediction_layout": layout.record(), **scored[method].counts},
+        }  # fmt: skip
     read_s = time.perf_counter() - start
-    scored, orphans = score(truth, predictions, get_gazetteer(), cfg.h3_resolution)
-    metrics = headline(scored)
+    primary = next(iter(methods))
+    metrics = {k: v for k, v in methods[primary].items() if k != "inputs"}
     metrics["inputs"] = {
         "truth": cfg.truth,
-        "predictions": cfg.predictions,
+        "truth_layout": truth_layout,
+        "predictions": methods[primary]["inputs"]["predictions"],
         "truth_rows": truth_rows,
         "truth_rows_in_split": len(truth),
-        "prediction_rows": len(predictions),
-        **scored.counts,
+        "prediction_rows": methods[primary]["inputs"]["prediction_rows"],
+        **scored[primary].counts,
     }
-    tables = {"countries": country_table(scored)}
-    tables.update({f"cells_res{r}": cell_table(scored, r) for r in cfg.h3_resolution})
-    tables["rows"] = rows_table(scored)
-    tables["unmatched_predictions"] = orphans
+    metrics["methods"] = methods
+    metrics["primary_method"] = primary
+    per_method, tables = _group_tables(scored, cfg.h3_resolution)
+    # permissive: a method whose column is all null in these rows has it typed null
+    rows = [rows_table(s, m) for m, s in scored.items()]
+    tables["rows"] = pa.concat_tables(rows, promote_options="permissive")
+    tables["unmatched_predictions"] = pa.concat_tables(orphans, promote_options="permissive")
     for name, table in tables.items():
         _write_parquet(table, join_uri(cfg.output, f"{name}.parquet"))
     metrics["tables"] = {name: f"{name}.parquet" for name in tables}
@@ -186,7 +261,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     if cfg.plots:
         from georay.evaluate.plots import draw_all
 
-        figures = draw_all(scored, tables, cfg)
+        figures = draw_all(scored, per_method[primary], cfg)
     metrics["figures"] = figures
     metrics["conventions"] = {
         **CONVENTIONS,
@@ -200,9 +275,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     from georay.evaluate.report import render_report
 
     write_bytes(join_uri(cfg.output, "report.md"), render_report(metrics, tables).encode())
-    log.info(
-        "evaluated %d truth rows in %.1f s: country F1 %.4f, city F1 %.4f, median %s km",
-        metrics["n"], metrics["timing_s"]["total"], metrics["country"]["f1"],
-        metrics["city"]["f1"], metrics["median_km"],
-    )  # fmt: skip
+    for method, m in metrics["methods"].items():
+        log.info(
+            "%s: %d truth rows: country F1 %.4f, city F1 %.4f, median %s km",
+            method, m["n"], m["country"]["f1"], m["city"]["f1"], m["median_km"],
+        )  # fmt: skip
+    log.info("evaluated in %.1f s", metrics["timing_s"]["total"])
     return metrics

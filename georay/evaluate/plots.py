@@ -184,14 +184,65 @@ def country_bars(countries: pa.Table, top: int = 25) -> bytes:
     return _png(fig)
 
 
-def draw_all(scored: Scored, tables: dict[str, pa.Table], cfg) -> dict[str, str]:
-    """Draw every figure into ``cfg.output``; returns {figure name: file name}."""
+def compare_methods(scored: dict[str, Scored]) -> bytes:
+    """Methods side by side: the share of all located truth rows within each distance (one
+    curve per method, thresholds marked), and country / city F1 (the paper's) as bars."""
+    from georay.geo.metrics import level_metrics
+
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
+    xs = np.logspace(-1, np.log10(20040), 400)  # 0.1 km .. half the circumference
+    for name, s in scored.items():
+        d = s.distance_km[s.located]
+        hits = np.sort(d[np.isfinite(d)])  # strict d < x: the count left of x
+        share = np.searchsorted(hits, xs, side="left") / max(len(d), 1)
+        curves.plot(xs, share, label=name, linewidth=1.8)
+    for r in THRESHOLDS_KM:
+        curves.axvline(r, color="black", linestyle=":", linewidth=0.7)
+        curves.text(r * 1.08, 0.98, f"{r:g} km", transform=curves.get_xaxis_transform(),
+                    va="top", fontsize=8)  # fmt: skip
+    curves.set_xscale("log")
+    curves.set_ylim(0, 1)
+    curves.set_xlabel("great-circle distance d (km, log scale)")
+    curves.set_ylabel("share of truth rows predicted within d")
+    curves.legend(loc="upper left", bbox_to_anchor=(0.0, 0.92))
+    curves.set_title("Accuracy within d km")
+    levels = ("country", "city")
+    width = 0.8 / max(len(scored), 1)
+    for i, (name, s) in enumerate(scored.items()):
+        f1 = [
+            level_metrics(getattr(s, f"{lvl}_correct"), getattr(s, f"{lvl}_answered"),
+                          getattr(s, f"{lvl}_known"))["f1"]
+            for lvl in levels
+        ]  # fmt: skip
+        x = np.arange(len(levels)) + (i - (len(scored) - 1) / 2) * width
+        bars.bar(x, f1, width, label=name)
+        for xi, v in zip(x, f1, strict=True):
+            bars.text(xi, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
+    bars.set_xticks(np.arange(len(levels)), [f"{lvl} F1" for lvl in levels])
+    bars.set_ylim(0, 1.1)
+    bars.set_title("Precision/recall F1 per level (GeoReasoner protocol)")
+    fig.suptitle(
+        f"{len(scored)} methods on the same {len(next(iter(scored.values()))):,} truth rows"
+    )
+    fig.tight_layout()
+    return _png(fig)
+
+
+def draw_all(scored: dict[str, Scored], tables: dict[str, pa.Table], cfg) -> dict[str, str]:
+    """Draw every figure into ``cfg.output``; returns {figure name: file name}.
+
+    The map, error histogram and country bars show the first method (``tables`` are its
+    group tables); with several methods, ``methods.png`` compares them.
+    """
     res = cfg.map_resolution if cfg.map_resolution is not None else min(cfg.h3_resolution)
+    primary = next(iter(scored.values()))
     figures = {
-        f"map_res{res}": cell_map(tables[f"cells_res{res}"], res, len(scored)),
-        "error_histogram": error_histogram(scored),
+        f"map_res{res}": cell_map(tables[f"cells_res{res}"], res, len(primary)),
+        "error_histogram": error_histogram(primary),
         "countries": country_bars(tables["countries"]),
     }
+    if len(scored) > 1:
+        figures["methods"] = compare_methods(scored)
     for name, png in figures.items():
         write_bytes(join_uri(cfg.output, f"{name}.png"), png)
     return {name: f"{name}.png" for name in figures}

@@ -33,36 +33,116 @@ def _group_rows(table: pa.Table, key_columns: list[str], limit: int) -> list[lis
     return [[row[c] for c in cols] for row in data]
 
 
+# Rows of the side-by-side headline table: (label, path into a method's metrics).
+HEADLINE_ROWS = [
+    ("country precision", ("country", "precision")),
+    ("country recall", ("country", "recall")),
+    ("country F1", ("country", "f1")),
+    ("city precision", ("city", "precision")),
+    ("city recall", ("city", "recall")),
+    ("city F1", ("city", "f1")),
+    *((f"< {r} km", ("acc_km", r)) for r in ("1", "25", "200", "750", "2500")),
+    ("GeoScore", ("geoscore",)),
+    ("median km", ("median_km",)),
+]
+
+
+def methods_table(metrics: dict) -> str:
+    """The headline figures of every method side by side (Markdown; also what the CLI and the
+    demo print): one column per method, one row per figure, over the same truth rows."""
+    methods = metrics["methods"]
+
+    def get(m: dict, path: tuple) -> object:
+        for key in path:
+            m = m.get(key) if isinstance(m, dict) else None
+        return m
+
+    rows = [[label] + [get(m, path) for m in methods.values()] for label, path in HEADLINE_ROWS]
+    digits = {"GeoScore": 0, "median km": 1}
+    rows = [[r[0]] + [_fmt(v, digits.get(r[0], 4)) for v in r[1:]] for r in rows]
+    rows.append(["truth rows"] + [m["n"] for m in methods.values()])
+    return _table(["figure", *methods], rows)
+
+
+def _method_rows(table: pa.Table, keys: list[str], methods: list[str], limit: int) -> list[list]:
+    cols = keys + ["n"] + [f"{m}.{stat}" for stat in ("country_accuracy", "median_km")
+                           for m in methods]  # fmt: skip
+    data = table.slice(0, limit).select(cols).to_pylist()
+    return [[row[c] for c in cols] for row in data]
+
+
+def _group_section(title: str, table: pa.Table, keys: list[str], header: list[str],
+                   methods: list[str], top: int) -> list[str]:  # fmt: skip
+    if len(methods) == 1:
+        rows = _group_rows(table, keys, top)
+        header = header + ["n", "country acc.", "city acc.", "median km", "GeoScore"]
+    else:
+        rows = _method_rows(table, keys, methods, top)
+        header = header + ["n"] + [f"{m} country acc." for m in methods]
+        header += [f"{m} median km" for m in methods]
+    return [title, "", _table(header, rows), ""]
+
+
+def describe_layout(record: dict | None) -> str:
+    """``osv5m`` (OpenStreetView-5M ...; image_id <- id, lat <- latitude, ...) for a report."""
+    if not record:
+        return "-"
+    cols = ", ".join(f"{role} <- {src}" for role, src in record.get("columns", {}).items())
+    extra = [f"{k.replace('_', ' ')} {v}" for k, v in record.items()
+             if k not in ("layout", "title", "columns") and v]  # fmt: skip
+    return f"`{record['layout']}` ({record.get('title', '')}; {'; '.join([cols, *extra])})"
+
+
 def render_report(metrics: dict, tables: dict[str, pa.Table], top: int = 20) -> str:
     """Markdown report of one evaluation (figures are linked by relative file name)."""
     m, inputs = metrics, metrics["inputs"]
+    methods = list(m.get("methods") or {"predictions": m})
     split = (m.get("config") or {}).get("split")
     in_split = f", {inputs['truth_rows_in_split']:,} in split '{split}'" if split else ""
+    layout = (inputs.get("truth_layout") or {}).get("layout", "georay")
     out = [
         "# georay evaluation report",
         "",
-        f"Truth: `{inputs['truth']}` ({inputs['truth_rows']:,} rows{in_split}). "
-        f"Predictions: `{inputs['predictions']}` ({inputs['prediction_rows']:,} rows).",
-        f"Scored rows: **{m['n']:,}**; without a prediction (unanswered): "
-        f"{inputs['truth_without_prediction']:,}; predictions without a truth row: "
-        f"{inputs['unmatched_predictions']:,} (listed in `unmatched_predictions.parquet`).",
-        "",
-        "## Headline",
-        "",
-        _table(
-            ["level", "n", "answered", "correct", "precision", "recall", "F1"],
-            [
-                [lvl]
-                + [m[lvl][k] for k in ("n", "answered", "correct", "precision", "recall", "f1")]
-                for lvl in ("country", "city")
-            ],
-        ),  # fmt: skip
-        "",
-        _table(
-            [f"< {r} km" for r in m["acc_km"]] + ["GeoScore", "median km", "mean km"],
-            [[*m["acc_km"].values(), m["geoscore"], m["median_km"], m["mean_km"]]],
-        ),
-        "",
+        f"Truth: `{inputs['truth']}` ({inputs['truth_rows']:,} rows{in_split}; layout `{layout}`).",
+    ]
+    if len(methods) == 1:
+        out += [
+            f"Predictions: `{inputs['predictions']}` ({inputs['prediction_rows']:,} rows).",
+            f"Scored rows: **{m['n']:,}**; without a prediction (unanswered): "
+            f"{inputs['truth_without_prediction']:,}; predictions without a truth row: "
+            f"{inputs['unmatched_predictions']:,} (listed in `unmatched_predictions.parquet`).",
+            "",
+            "## Headline",
+            "",
+            _table(
+                ["level", "n", "answered", "correct", "precision", "recall", "F1"],
+                [
+                    [lvl]
+                    + [m[lvl][k] for k in ("n", "answered", "correct", "precision", "recall", "f1")]
+                    for lvl in ("country", "city")
+                ],
+            ),  # fmt: skip
+            "",
+            _table(
+                [f"< {r} km" for r in m["acc_km"]] + ["GeoScore", "median km", "mean km"],
+                [[*m["acc_km"].values(), m["geoscore"], m["median_km"], m["mean_km"]]],
+            ),
+            "",
+        ]
+    else:
+        out += ["", f"Scored rows: **{m['n']:,}**, the same for every method.", ""]
+        out += [
+            "| method | predictions | rows | without a prediction | without a truth row |",
+            "|---|---|---|---|---|",
+        ]
+        for name, mm in m["methods"].items():
+            i = mm["inputs"]
+            out.append(f"| {name} | `{i['predictions']}` | {i['prediction_rows']:,} | "
+                       f"{i['truth_without_prediction']:,} | {i['unmatched_predictions']:,} |")  # fmt: skip
+        out += ["", "## Headline: methods side by side", "", methods_table(m), ""]
+        out += [f"Maps, error histogram and country bars show `{methods[0]}`; `methods.png` "
+                "compares every method.", ""]  # fmt: skip
+    out += [
         "For orientation, the GeoReasoner paper reports country/city F1 of "
         + ", ".join(f"{k} {c:.4f}/{t:.4f}" for k, (c, t) in PAPER_F1.items())
         + " on its own benchmark; numbers are comparable only on the same data.",
@@ -71,40 +151,22 @@ def render_report(metrics: dict, tables: dict[str, pa.Table], top: int = 20) -> 
     figures = m.get("figures") or {}
     if figures:
         out += ["## Figures", ""] + [f"![{name}]({path})" for name, path in figures.items()] + [""]
-    out += [
+    out += _group_section(
         f"## Per country (top {top} by images; all in `countries.parquet`)",
-        "",
-        _table(
-            ["country", "name", "n", "country acc.", "city acc.", "median km", "GeoScore"],
-            _group_rows(tables["countries"], ["country", "country_name"], top),
-        ),
-        "",
-    ]
+        tables["countries"], ["country", "country_name"], ["country", "name"], methods, top,
+    )  # fmt: skip
     for name, table in tables.items():
         if name.startswith("cells_res"):
-            out += [
+            out += _group_section(
                 f"## Per H3 cell, resolution {name[9:]} (top {top} by images; all in "
                 f"`{name}.parquet`)",
-                "",
-                _table(
-                    [
-                        "cell",
-                        "centre lat",
-                        "centre lon",
-                        "main country",
-                        "n",
-                        "country acc.",
-                        "city acc.",
-                        "median km",
-                        "GeoScore",
-                    ],
-                    _group_rows(table, ["cell", "lat", "lon", "country"], top),
-                ),  # fmt: skip
-                "",
-            ]
+                table, ["cell", "lat", "lon", "country"],
+                ["cell", "centre lat", "centre lon", "main country"], methods, top,
+            )  # fmt: skip
     out += ["## Input accounting", ""]
     out += [f"- {k.replace('_', ' ')}: {_fmt(v)}" for k, v in inputs.items()
-            if k not in ("truth", "predictions")]  # fmt: skip
+            if k not in ("truth", "predictions", "truth_layout")]  # fmt: skip
+    out += [f"- truth layout: {describe_layout(inputs.get('truth_layout'))}"]
     out += ["", "## Conventions", ""]
     out += [f"- **{k.replace('_', ' ')}**: {v}" for k, v in m["conventions"].items()]
     return "\n".join(out) + "\n"

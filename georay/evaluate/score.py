@@ -140,58 +140,33 @@ def h3_cells(lat: np.ndarray, lon: np.ndarray, resolutions: list[int]) -> dict[i
     return out
 
 
-def score(
-    truth: pa.Table, predictions: pa.Table, gaz: Gazetteer, resolutions: list[int]
-) -> tuple[Scored, pa.Table]:
-    """Join predictions to truth on ``image_id`` and score every truth row.
+@dataclass
+class Truth:
+    """Truth rows deduplicated and completed once, then scored against every prediction set
+    (so that methods compared side by side are scored on exactly the same rows)."""
 
-    Parameters
-    ----------
-    truth, predictions : pyarrow.Table
-        Columns as in :mod:`georay.evaluate.inputs` (absent ones all-null).
-    gaz : Gazetteer
-        Names <-> places.
-    resolutions : list of int
-        H3 resolutions for the cell tables.
+    table: pa.Table  # deduplicated truth rows (image_id, country, city, ...)
+    country: np.ndarray  # object, ISO alpha-2 or None (given, else from coordinates)
+    city: pa.Array  # given, else from coordinates
+    lat: np.ndarray  # given, else from names
+    lon: np.ndarray
+    located: np.ndarray
+    cells: dict[int, np.ndarray]
+    counts: dict[str, int]
 
-    Returns
-    -------
-    (Scored, pyarrow.Table)
-        The scored truth rows, and the predictions whose ``image_id`` has no truth row.
-    """
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def prepare_truth(truth: pa.Table, gaz: Gazetteer, resolutions: list[int]) -> Truth:
+    """Deduplicate truth rows and complete them: country and city from coordinates,
+    coordinates from names (the conventions in ``EVALUATE_CONVENTIONS``)."""
     truth, truth_no_id, truth_dupes = _first_rows(truth)
-    predictions, pred_no_id, pred_dupes = _first_rows(predictions)
-    n = len(truth)
-    pos = pc.index_in(truth["image_id"], value_set=predictions["image_id"].combine_chunks())
-    matched = pc.is_valid(pos).to_numpy(zero_copy_only=False)
-    orphan = pc.invert(
-        pc.is_in(predictions["image_id"], value_set=truth["image_id"].combine_chunks())
-    )
-    orphans = predictions.filter(orphan)
-    # Prediction columns aligned to truth rows (nulls where no prediction).
-    pred = predictions.take(pos)
-
-    pred_name = pc.coalesce(pred["country"], pred["country_code"]).combine_chunks()
-    flag = matched.copy()
-    flag &= pc.fill_null(pred["answered"], True).to_numpy(zero_copy_only=False)
-    flag &= pc.fill_null(pc.equal(pred["status"], "ok"), True).to_numpy(zero_copy_only=False)
-
-    to_codes = lambda v: country_codes(v, gaz)  # noqa: E731
-    tc = _decode(truth["country"], to_codes)
-    pcode = _decode(pred_name, to_codes)
+    tc = _decode(truth["country"], lambda v: country_codes(v, gaz))
     tlat = truth["lat"].to_numpy(zero_copy_only=False).astype(np.float64)
     tlon = truth["lon"].to_numpy(zero_copy_only=False).astype(np.float64)
     has_xy = np.isfinite(tlat) & np.isfinite(tlon)
-    counts = {
-        "truth_duplicates": truth_dupes,
-        "prediction_duplicates": pred_dupes,
-        "truth_without_image_id": truth_no_id,
-        "predictions_without_image_id": pred_no_id,
-        "unmatched_predictions": len(orphans),
-        "truth_without_prediction": int(n - matched.sum()),
-    }
-
-    # Complete the truth: country and city from coordinates; coordinates from names.
+    counts = {"truth_duplicates": truth_dupes, "truth_without_image_id": truth_no_id}
     true_city = truth["city"].combine_chunks()
     no_cc = np.equal(tc, None) & has_xy
     if no_cc.any():
@@ -209,6 +184,59 @@ def score(
     tlat[need_xy], tlon[need_xy] = _coordinates(gaz, truth["country"], truth["city"], need_xy)
     counts["truth_location_from_names"] = int(np.isfinite(tlat[need_xy]).sum())
     located = np.isfinite(tlat) & np.isfinite(tlon)
+    counts["truth_without_country"] = int(np.equal(tc, None).sum())
+    counts["truth_without_location"] = int((~located).sum())
+    cells = h3_cells(tlat, tlon, resolutions)
+    return Truth(truth, tc, true_city, tlat, tlon, located, cells, counts)
+
+
+def score(
+    truth: pa.Table | Truth,
+    predictions: pa.Table,
+    gaz: Gazetteer,
+    resolutions: list[int] | None = None,
+) -> tuple[Scored, pa.Table]:
+    """Join predictions to truth on ``image_id`` and score every truth row.
+
+    Parameters
+    ----------
+    truth : pyarrow.Table or Truth
+        Columns as in :mod:`georay.evaluate.inputs` (absent ones all-null), or truth already
+        prepared by :func:`prepare_truth` (to score several prediction sets on the same rows).
+    predictions : pyarrow.Table
+        Columns as in :mod:`georay.evaluate.inputs`.
+    gaz : Gazetteer
+        Names <-> places.
+    resolutions : list of int
+        H3 resolutions for the cell tables (only with a truth table).
+
+    Returns
+    -------
+    (Scored, pyarrow.Table)
+        The scored truth rows, and the predictions whose ``image_id`` has no truth row.
+    """
+    t = truth if isinstance(truth, Truth) else prepare_truth(truth, gaz, resolutions or [])
+    predictions, pred_no_id, pred_dupes = _first_rows(predictions)
+    ids = t.table["image_id"].combine_chunks()
+    n = len(t)
+    pos = pc.index_in(ids, value_set=predictions["image_id"].combine_chunks())
+    matched = pc.is_valid(pos).to_numpy(zero_copy_only=False)
+    orphans = predictions.filter(pc.invert(pc.is_in(predictions["image_id"], value_set=ids)))
+    # Prediction columns aligned to truth rows (nulls where no prediction).
+    pred = predictions.take(pos)
+
+    pred_name = pc.coalesce(pred["country"], pred["country_code"]).combine_chunks()
+    flag = matched.copy()
+    flag &= pc.fill_null(pred["answered"], True).to_numpy(zero_copy_only=False)
+    flag &= pc.fill_null(pc.equal(pred["status"], "ok"), True).to_numpy(zero_copy_only=False)
+    pcode = _decode(pred_name, lambda v: country_codes(v, gaz))
+    counts = {
+        **t.counts,
+        "prediction_duplicates": pred_dupes,
+        "predictions_without_image_id": pred_no_id,
+        "unmatched_predictions": len(orphans),
+        "truth_without_prediction": int(n - matched.sum()),
+    }
 
     # Predicted coordinates: as given, else from the predicted names (city centre / country).
     plat = pred["lat"].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -216,22 +244,21 @@ def score(
     need = np.flatnonzero(flag & ~(np.isfinite(plat) & np.isfinite(plon)))
     plat[need], plon[need] = _coordinates(gaz, pred_name, pred["city"].combine_chunks(), need)
     counts["prediction_location_from_names"] = int(np.isfinite(plat[need]).sum())
-    dist = haversine_km(tlat, tlon, plat, plon)
+    dist = haversine_km(t.lat, t.lon, plat, plon)
     dist[~flag] = np.nan
 
+    tc = t.country
     country_known = np.not_equal(tc, None)
-    counts["truth_without_country"] = int((~country_known).sum())
-    counts["truth_without_location"] = int((~located).sum())
     country_answered = flag & _nonempty(pred_name)
     country_correct = country_answered & country_known & (pcode == tc)
-    p_city, t_city = _normalized_ids(pred["city"].combine_chunks(), true_city)
+    p_city, t_city = _normalized_ids(pred["city"].combine_chunks(), t.city)
     city_known = t_city >= 0
     city_answered = flag & (p_city >= 0)
     same_country = ~country_known | (pcode == tc)
     city_correct = city_answered & city_known & (p_city == t_city) & same_country
     return (
         Scored(
-            image_id=truth["image_id"].to_numpy(zero_copy_only=False),
+            image_id=ids.to_numpy(zero_copy_only=False),
             true_country=tc,
             pred_country=pcode,
             country_known=country_known,
@@ -240,13 +267,13 @@ def score(
             city_known=city_known,
             city_answered=city_answered,
             city_correct=np.asarray(city_correct, dtype=bool),
-            located=located,
-            true_lat=tlat,
-            true_lon=tlon,
+            located=t.located,
+            true_lat=t.lat,
+            true_lon=t.lon,
             pred_lat=plat,
             pred_lon=plon,
             distance_km=dist,
-            cells=h3_cells(tlat, tlon, resolutions),
+            cells=t.cells,
             counts=counts,
         ),
         orphans,

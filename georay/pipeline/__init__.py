@@ -54,6 +54,7 @@ _EXPORTS = {
             "detect_kind",
             "filter_done",
             "input_table",
+            "listed_input",
             "read_input",
             "read_webdataset_rows",
             "scalar_columns",

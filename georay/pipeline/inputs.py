@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import ray
 
 from georay.data.images import IMAGE_SUFFIXES
-from georay.data.manifest import read_manifest
+from georay.data.layouts import read_images_table
 from georay.data.storage import filesystem_for, is_s3, list_files
 from georay.data.tables import table_format
 from georay.errors import UserError
@@ -76,28 +76,44 @@ def image_table(uri: str) -> pa.Table:
     return pa.table({"image_id": pa.array(ids, pa.string()), "uri": pa.array(files, pa.string())})
 
 
-def input_table(uri: str, kind: InputKind | Literal["auto"] = "auto") -> pa.Table:
-    """The input rows of a manifest or image folder, listed on the driver.
+def listed_input(
+    uri: str,
+    kind: InputKind | Literal["auto"] = "auto",
+    *,
+    columns: str = "",
+    image_root: str = "",
+) -> tuple[pa.Table, dict]:
+    """The input rows of a table or image folder, listed on the driver, and how it was read.
 
     Parameters
     ----------
     uri
-        Manifest file (Parquet/CSV/JSONL) or folder / S3 prefix of images.
+        A table (Parquet/CSV/JSONL: a georay manifest or a benchmark table in a known layout,
+        :mod:`georay.data.layouts`) or a folder / S3 prefix of images.
     kind
-        ``"manifest"``, ``"images"`` or ``"auto"`` (:func:`detect_kind`).
+        ``"manifest"`` (any table), ``"images"`` or ``"auto"`` (:func:`detect_kind`).
+    columns, image_root
+        ``--input-columns`` (a mapping for a table in no known layout) and ``--image-root``
+        (where a benchmark table's images are).
 
     Returns
     -------
-    pyarrow.Table
-        Every manifest column (validated by :func:`georay.data.manifest.read_manifest`), or
-        ``image_id`` + ``uri`` for a folder.
+    (pyarrow.Table, dict)
+        Validated manifest columns (``image_id``, ``uri``, ...), or ``image_id`` + ``uri`` for a
+        folder; and the layout record (``{"layout": "images"}`` for a folder).
     """
     kind = detect_kind(uri) if kind == "auto" else kind
     if kind == "manifest":
-        return read_manifest(uri)
+        table, detected = read_images_table(uri, columns=columns, image_root=image_root or None)
+        return table, detected.record()
     if kind == "images":
-        return image_table(uri)
-    raise ValueError(f"input_table() lists manifests and image folders, not {kind!r}")
+        return image_table(uri), {"layout": "images"}
+    raise ValueError(f"listed_input() lists tables and image folders, not {kind!r}")
+
+
+def input_table(uri: str, kind: InputKind | Literal["auto"] = "auto", **kwargs) -> pa.Table:
+    """The input rows of :func:`listed_input`, without the layout record."""
+    return listed_input(uri, kind, **kwargs)[0]
 
 
 def scalar_columns(schema: pa.Schema) -> list[str]:
@@ -183,6 +199,8 @@ def read_input(
     kind: InputKind | Literal["auto"] = "auto",
     done_ids: pa.Array | None = None,
     block_rows: int = 256,
+    columns: str = "",
+    image_root: str = "",
 ) -> ray.data.Dataset:
     """Any supported input as a Ray Dataset of pipeline rows, minus rows already done.
 
@@ -196,8 +214,11 @@ def read_input(
         ``image_id`` values to skip (:meth:`georay.pipeline.PartWriter.done_ids`).
     block_rows
         Rows per block for listed inputs (the unit of parallelism of the first stages).
+    columns, image_root
+        How to read a benchmark table (see :func:`listed_input`).
     """
     kind = detect_kind(uri) if kind == "auto" else kind
     if kind == "webdataset":
         return read_webdataset_rows(uri, done_ids=done_ids)
-    return dataset_from_table(filter_done(input_table(uri, kind), done_ids), block_rows=block_rows)
+    table = input_table(uri, kind, columns=columns, image_root=image_root)
+    return dataset_from_table(filter_done(table, done_ids), block_rows=block_rows)

@@ -129,18 +129,22 @@ def check_job(output: str, record: dict[str, Any], has_parts: bool) -> None:
             )
 
 
-def _read(job: BulkJob, done: pa.Array) -> tuple[Any, pa.Schema, int | None]:
-    """(dataset of rows not done, input schema, input row count or None for WebDataset)."""
+def _read(job: BulkJob, done: pa.Array) -> tuple[Any, pa.Schema, int | None, dict]:
+    """(dataset of rows not done, input schema, input row count or None for WebDataset, how
+    the input was read)."""
     s = job.settings
     kind = inputs.detect_kind(s.input)
     if kind == "webdataset":
         schema = pa.schema([("image_id", pa.string()), ("uri", pa.string())])
-        return inputs.read_webdataset_rows(s.input, done_ids=done), schema, None
-    table = inputs.input_table(s.input, kind)
+        rows = inputs.read_webdataset_rows(s.input, done_ids=done)
+        return rows, schema, None, {"layout": "webdataset"}
+    table, layout = inputs.listed_input(s.input, kind, columns=s.input_columns,
+                                        image_root=s.image_root)  # fmt: skip
     if job.prepare:
         table = job.prepare(table)
     todo = inputs.filter_done(table, done)
-    return inputs.dataset_from_table(todo, block_rows=s.block_rows), table.schema, table.num_rows
+    ds = inputs.dataset_from_table(todo, block_rows=s.block_rows)
+    return ds, table.schema, table.num_rows, layout
 
 
 def run_bulk_job(job: BulkJob) -> dict:
@@ -157,7 +161,7 @@ def run_bulk_job(job: BulkJob) -> dict:
     init_ray(s.address)
     start = time.perf_counter()
     writer = PartWriter(s.output, tables=job.tables)  # reads only, until open()
-    ds, input_schema, rows_in = _read(job, writer.done_ids())
+    ds, input_schema, rows_in, layout = _read(job, writer.done_ids())
     schemas = job.outputs(input_schema)
     commit = job.tables[0]
     job.record = {
@@ -195,6 +199,7 @@ def run_bulk_job(job: BulkJob) -> dict:
         "elapsed_s": round(elapsed, 3),
         "rows_per_s": round(written / elapsed, 3) if elapsed > 0 else None,
         "input": s.input,
+        "input_layout": layout,
         "output": s.output,
         **job.identity,
     }

@@ -65,6 +65,18 @@ class BulkSettings(PoolSettings):
     output: str = option(
         help="output folder or s3:// prefix; rerun the same command to resume", path="out"
     )
+    input_columns: str = option(
+        "",
+        help="columns of an --input table in no known layout, as id=COL,lat=COL,lon=COL"
+        "[,country=COL,city=COL,uri=COL] (georay manifests, OSV-5M, Im2GPS3k / MP-16 and "
+        "YFCC4k / YFCC26k tables are recognised by their columns)",
+    )
+    image_root: str = option(
+        "",
+        help="folder or s3:// prefix of a benchmark --input table's images (default: "
+        "images/<table name>/ next to the table, else images/)",
+        path="in",
+    )
     block_rows: int = option(64, help="input rows per Ray Data block (the unit of scheduling)")
     rows_per_part: int = option(1024, help="rows per committed output part")
 

@@ -6,12 +6,9 @@ become the same row whichever engine produced them. No torch, no Ray.
 
 from __future__ import annotations
 
-import numpy as np
-
-from georay.geo.cells import latlng_to_cells
 from georay.predict.resolve import resolve_answer
 from georay.protocol.answers import parse_answer
-from georay.protocol.predictions import error_row
+from georay.protocol.predictions import add_cells, answer_row, error_row
 
 
 def rows_from_texts(
@@ -42,34 +39,10 @@ def rows_from_texts(
     rows = []
     for text in texts:
         if isinstance(text, Exception):
-            reason = f"generate failed: {type(text).__name__}: {text}"
-            rows.append(error_row(reason, model_id))
+            rows.append(error_row(f"generate failed: {type(text).__name__}: {text}", model_id))
             continue
         answer = parse_answer(text)
         place = resolve_answer(answer, gazetteer)
-        rows.append(
-            {
-                "country": place.country,
-                "country_code": place.country_code,
-                "city": place.city,
-                "lat": place.lat,
-                "lon": place.lon,
-                "h3": None,
-                "reasons": answer.reasons,
-                "raw_text": text,
-                "answered": answer.answered and place.usable,
-                "resolution": place.level,
-                # Why an ok row is not answered (refusal, unknown place): kept apart from
-                # `error`, which is null on every ok row as in the other contracts.
-                "answer_error": answer.error or (None if place.usable else "place not found"),
-                "status": "ok",
-                "error": None,
-                "model": model_id,
-            }
-        )
-    lat = np.array([np.nan if r["lat"] is None else r["lat"] for r in rows], dtype=float)
-    lon = np.array([np.nan if r["lon"] is None else r["lon"] for r in rows], dtype=float)
-    if rows:
-        for row, cell in zip(rows, latlng_to_cells(lat, lon, h3_resolution), strict=True):
-            row["h3"] = cell
-    return rows
+        rows.append(answer_row(place, model_id, raw_text=text, reasons=answer.reasons,
+                               answered=answer.answered, answer_error=answer.error))  # fmt: skip
+    return add_cells(rows, h3_resolution)

@@ -4,15 +4,16 @@ A GeoReasoner model answers with names, not coordinates. So that name-only model
 and H3 cells too, a predicted city is looked up *within the predicted country* (``"Paris"`` said
 for Texas must not land in France), else the country's own place (its capital or most populous
 place, the gazetteer's convention for a country-only text). Coordinates the model wrote itself are
-used only when no name resolves.
+used only when no name resolves. (:class:`~georay.protocol.predictions.Resolved`, the place an
+answer points to, lives with the predictions schema: every predictor builds its rows from one.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from georay.protocol.answers import ParsedAnswer
+from georay.protocol.predictions import Resolved
 
 
 class _Place(Protocol):
@@ -27,22 +28,6 @@ class _Gazetteer(Protocol):
     def country_place(self, country: str) -> _Place | None: ...
     def country_code(self, text: str) -> str | None: ...
     def country_name(self, code: str) -> str: ...
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """Where an answer points. ``level`` is ``"city"``, ``"country"``, ``"coords"`` or None."""
-
-    country: str | None
-    country_code: str | None
-    city: str | None
-    lat: float | None
-    lon: float | None
-    level: str | None
-
-    @property
-    def usable(self) -> bool:
-        return self.lat is not None and self.lon is not None
 
 
 def resolve_answer(answer: ParsedAnswer, gazetteer: _Gazetteer) -> Resolved:
@@ -78,3 +63,6 @@ def resolve_answer(answer: ParsedAnswer, gazetteer: _Gazetteer) -> Resolved:
     if answer.lat is not None and answer.lon is not None:
         return Resolved(country, code, answer.city, answer.lat, answer.lon, "coords")
     return Resolved(country, code, answer.city, None, None, None)
+
+
+__all__ = ["Resolved", "resolve_answer"]

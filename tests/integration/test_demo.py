@@ -78,3 +78,16 @@ def test_report_and_summary(demo):
     for stage in ("synth", "curate_score", "train_location", "predict", "evaluate"):
         assert stage in table
     assert f"{run}/report/report.md" in table
+
+
+def test_baselines_side_by_side(demo):
+    cfg, out = demo
+    metrics = json.loads(Path(out["run"], "report", "metrics.json").read_text())
+    assert list(metrics["methods"]) == ["vlm", "zeroshot", "knn"]
+    assert {m["n"] for m in metrics["methods"].values()} == {metrics["n"]}  # the same rows
+    knn = metrics["methods"]["knn"]
+    assert knn["country"]["correct"] / knn["n"] > 3 / cfg.countries  # retrieval beats chance
+    header = "| figure | vlm | zeroshot | knn |"
+    assert header in Path(out["run"], "report", "report.md").read_text()
+    assert header in summary_table(out)
+    assert out["baseline_knn"]["gallery_split"] == "train"

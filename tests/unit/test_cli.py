@@ -14,6 +14,7 @@ STAGES = [
     "knowledge",
     "train",
     "predict",
+    "baseline",
     "serve",
     "evaluate",
     "demo",

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 COMMANDS = ["synth", "inspect", "curate fit", "curate score", "knowledge", "train", "predict",
-            "export", "serve", "evaluate", "demo"]  # fmt: skip
+            "export", "baseline zeroshot", "baseline knn", "serve", "evaluate", "demo"]  # fmt: skip
 
 
 def georay(*argv: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -45,6 +45,10 @@ BAD = [
      "--model: no such file or folder"),
     ("export", ["export", "--model", "./no-artifact", "--output", "x"],
      "--model: no such file or folder"),
+    ("baseline zeroshot", ["baseline", "zeroshot", "--input", "in", "--output", "o",
+                           "--cities-per-country", "0"], "cities_per_country must be >= 1"),
+    ("baseline knn", ["baseline", "knn", "--input", "in", "--output", "o", "--head", "h"],
+     "missing required flag(s): --gallery"),
     ("serve", ["serve", "--model", "m", "--max-batch-size", "0"], "max_batch_size must be >= 1"),
     ("serve", ["serve", "--model", "m", "--engine", "tgi"], "engine must be one of"),
     ("evaluate", ["evaluate", "--predictions", "p.parquet", "--truth", "t.csv", "--output", "r"],

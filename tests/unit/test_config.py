@@ -64,3 +64,27 @@ def test_validation_runs():
 def test_bad_bool_is_a_parse_error():
     with pytest.raises(SystemExit):
         parse(["--output", "o", "--use-gpu", "maybe"])
+
+
+def test_list_flags_take_several_values_and_commas():
+    cfg = parse(["--output", "o", "--resolutions", "4", "6,7"])
+    assert cfg.resolutions == [4, 6, 7]
+
+
+def test_named_paths_resolve_only_the_path(tmp_path, monkeypatch):
+    from georay.config import check_inputs
+    from georay.evaluate.config import EvaluateConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "knn").mkdir()
+    (tmp_path / "t.csv").write_text("image_id\n")
+    cfg = EvaluateConfig(predictions=["knn=knn", "s3://b/x=y/p"], truth="t.csv", output="r")
+    assert cfg.predictions == [f"knn={tmp_path}/knn", "s3://b/x=y/p"]
+    assert cfg.methods() == {"knn": f"{tmp_path}/knn", "p": "s3://b/x=y/p"}
+    assert EvaluateConfig(predictions="a/predictions", truth="t", output="r").methods() == {
+        "predictions": f"{tmp_path}/a/predictions"
+    }
+    with pytest.raises(UserError, match="--predictions: no such file or folder: .*/missing"):
+        check_inputs(EvaluateConfig(predictions=["x=missing"], truth="t.csv", output="r"))
+    with pytest.raises(ValueError, match="'a' given twice"):
+        EvaluateConfig(predictions=["a=knn", "a=t.csv"], truth="t.csv", output="r")
