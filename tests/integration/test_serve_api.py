@@ -164,7 +164,7 @@ def test_page_and_its_static_files_need_no_key(urls, client):
 def test_config_tells_the_page_about_auth_and_limits_without_secrets(urls, client):
     main = client.get(urls["main"] + "/v1/config").json()
     assert main == {
-        "model": main["model"], "auth": False, "max_request_bytes": 1 << 20,
+        "model": main["model"], "engine": "hf", "auth": False, "max_request_bytes": 1 << 20,
         "max_image_pixels": 2_000_000, "allow_url_fetch": False, "h3_resolution": 5,
     }  # fmt: skip
     guarded = client.get(urls["guarded"] + "/v1/config")
