@@ -2,7 +2,73 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+import torch
+
 from georay.models.qwen2vl import build_qwen2vl, lora_param_count
+from georay.models.vlm import collate, encode_example, tiny_qwen2vl
+from georay.protocol import prompts
+from georay.train.config import TrainConfig
+from georay.train.loop import setup_model
+
+
+def _cfg(**kw) -> TrainConfig:
+    values = dict(stage="location", data="d.jsonl", model="tiny", output="/tmp/out")
+    return TrainConfig(**{**values, **kw})
+
+
+def _batch(processor, n: int = 2) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    examples = [
+        encode_example(
+            processor,
+            rng.integers(0, 256, (56, 84, 3), dtype=np.uint8),
+            prompts.LOCATION_QUESTION,
+            prompts.location_answer(f"Country {i}", "City"),
+        )
+        for i in range(n)
+    ]
+    return collate(examples, processor.tokenizer.pad_token_id)
+
+
+def _loss_and_grads(cfg: TrainConfig, base: str, batch: dict) -> tuple[float, dict, int]:
+    """One LoRA forward/backward; also the bytes autograd saved outside checkpointed blocks."""
+    torch.manual_seed(1)  # same LoRA init in both models
+    model, _ = setup_model(cfg, base)
+    with torch.no_grad():  # LoRA B starts at 0, which would leave every A gradient 0
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    torch.manual_seed(2)  # same LoRA dropout masks
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(**batch).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return float(loss.detach()), grads, sum(saved)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tmp_path):
+    _, processor = tiny_qwen2vl(save_dir=tmp_path / "base")
+    batch = _batch(processor)
+    cfg = dict(finetune="lora", lora_r=8, lora_dropout=0.05)
+    plain = _loss_and_grads(_cfg(**cfg), str(tmp_path / "base"), batch)
+    checkpointed = _loss_and_grads(
+        _cfg(**cfg, gradient_checkpointing=True), str(tmp_path / "base"), batch
+    )
+    assert checkpointed[0] == pytest.approx(plain[0], rel=1e-6)
+    assert plain[1].keys() == checkpointed[1].keys() and len(plain[1]) > 0
+    for name, grad in plain[1].items():
+        assert grad.abs().sum() > 0, name  # every adapter, A and B, gets a gradient
+        torch.testing.assert_close(checkpointed[1][name], grad, rtol=1e-5, atol=1e-7)
+    # Checkpointing really ran: the decoder layers saved nothing for the backward pass.
+    assert checkpointed[2] < plain[2] / 2
 
 
 def test_lora_count_by_hand_matches_peft_on_the_tiny_model():
