@@ -39,6 +39,7 @@ from georay.models.lora import (
     freeze_vision,
     trainable_parameters,
 )
+from georay.models.qwen2vl import set_max_pixels
 from georay.models.vlm import load_vlm
 from georay.train import parallel
 from georay.train.config import TrainConfig
@@ -74,10 +75,13 @@ def setup_model(cfg: TrainConfig, source: str) -> tuple[Any, Any]:
     peft keeps the adapter weights in fp32; the forward pass runs under bf16 autocast. Full
     fine-tuning keeps fp32 master weights. On CPU everything is fp32.
 
+    ``cfg.max_pixels`` bounds the processor's images (and so every example's visual tokens);
     ``cfg.gradient_checkpointing`` is enabled on the base before peft wraps it.
     """
     bf16_base = cfg.use_gpu and cfg.finetune == "lora"
     model, processor = load_vlm(source, dtype=torch.bfloat16 if bf16_base else torch.float32)
+    if cfg.max_pixels:
+        set_max_pixels(processor, cfg.max_pixels)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model, frozen_embeddings=cfg.finetune == "lora")
     if cfg.finetune == "lora":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from georay.models.qwen2vl import build_qwen2vl, lora_param_count
+from georay.models.qwen2vl import build_qwen2vl, lora_param_count, set_max_pixels
 from georay.models.vlm import collate, encode_example, tiny_qwen2vl
 from georay.protocol import prompts
 from georay.train.config import TrainConfig
@@ -69,6 +69,25 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tmp_path):
         torch.testing.assert_close(checkpointed[1][name], grad, rtol=1e-5, atol=1e-7)
     # Checkpointing really ran: the decoder layers saved nothing for the backward pass.
     assert checkpointed[2] < plain[2] / 2
+
+
+def test_max_pixels_bounds_visual_tokens_and_travels_with_the_processor(tmp_path):
+    tiny_qwen2vl(save_dir=tmp_path / "base")
+    image = np.zeros((336, 448, 3), np.uint8)
+    _, default = setup_model(_cfg(finetune="full"), str(tmp_path / "base"))
+    _, bounded = setup_model(_cfg(finetune="full", max_pixels=56 * 56), str(tmp_path / "base"))
+    grid = encode_example(bounded, image, "q")["image_grid_thw"][0]
+    assert int(grid.prod()) * 28 * 28 / 4 <= 56 * 56  # 4 patches of 14x14 per visual token
+    assert encode_example(default, image, "q")["image_grid_thw"].prod() > grid.prod()
+    bounded.save_pretrained(str(tmp_path / "processor"))
+    from transformers import AutoProcessor
+
+    reloaded = AutoProcessor.from_pretrained(str(tmp_path / "processor"))
+    assert torch.equal(encode_example(reloaded, image, "q")["image_grid_thw"][0], grid)
+    with pytest.raises(ValueError, match="min"):
+        set_max_pixels(bounded, 28 * 28)
+    with pytest.raises(ValueError, match="max_pixels"):
+        _cfg(max_pixels=-1)
 
 
 def test_lora_count_by_hand_matches_peft_on_the_tiny_model():
