@@ -98,3 +98,28 @@ def test_lora_count_by_hand_matches_peft_on_the_tiny_model():
     for r, targets in ((8, LoraSettings().target_modules), (4, ["q_proj", "down_proj"])):
         peft_model = apply_lora(build_qwen2vl("tiny")[0], LoraSettings(r=r, target_modules=targets))
         assert trainable_parameters(peft_model)[0] == lora_param_count(text, r, targets)
+
+
+def test_shipped_presets_resolve_by_name_and_are_listed_in_help():
+    from georay.cli import build_parser
+    from georay.config import from_args, preset_names
+
+    names = preset_names("georay.train")
+    assert {"qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "tiny_reasoning"} <= set(names)
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert all(name in " ".join(train.format_help().split()) for name in names)
+    for name in ("qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b"):
+        args = train.parse_args(
+            ["--preset", name, "--stage", "reasoning", "--data", "d", "--output", "o"]
+        )
+        cfg = from_args(TrainConfig, args, "georay.train")
+        # The paper's settings, bf16 on GPUs, the vision tower frozen, a bounded image size.
+        assert (cfg.finetune, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (
+            "lora",
+            64,
+            16,
+            0.05,
+        )
+        assert (cfg.lr, cfg.epochs, cfg.max_steps, cfg.use_gpu) == (1e-5, 5, 0, True)
+        assert cfg.batch_size * cfg.grad_accum * cfg.num_workers == 80
+        assert not cfg.train_vision and cfg.max_pixels > 0 and cfg.model.startswith("Qwen/")
