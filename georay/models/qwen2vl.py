@@ -4,9 +4,9 @@
   :func:`georay.models.vlm.tiny_qwen2vl`) or ``"2b"``: exactly the architecture of
   ``Qwen/Qwen2-VL-2B-Instruct``, typed in below from its published ``config.json`` and
   ``preprocessor_config.json``, random init, no download. The 2B uses georay's tiny byte-level
-  BPE tokenizer; its embedding keeps the published 151,936 rows, of which the tokenizer uses
-  the first 512 (the vocabulary is *padded* to the real size, so embedding, LM head, softmax
-  and memory are those of the real model).
+  BPE tokenizer; its embedding keeps the published 151,936 rows, of which the tokenizer's
+  ~380 tokens use the first (the vocabulary is *padded* to the real size, so embedding, LM
+  head, softmax and memory are those of the real model).
 - :func:`lora_param_count` is the LoRA trainable-parameter count computed by hand from a text
   config, to check what peft builds.
 - :func:`set_max_pixels` bounds the images a Qwen2-VL-family processor encodes (and so the
