@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gc
 import os
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.geo import BENCH_MD, machine
+from benchmarks.common import Conditions, write_section
 
 AREA = "realsize"
 GIB = 1024**3
@@ -335,6 +334,7 @@ def run(work: Path, batch_size: int, tokens: int) -> dict:
         "phases": phases.rows,
         "merges": merges,
         "tokenizer_size": tokenizer_size,
+        "batch_size": batch_size,
         "per_phase_peak": phases.per_phase_peak,
         "steps": steps,
         "trainable": trainable,
@@ -345,7 +345,7 @@ def run(work: Path, batch_size: int, tokens: int) -> dict:
     }
 
 
-def report(result: dict, args: argparse.Namespace, load: tuple, wall_s: float, when: str) -> str:
+def report(result: dict, conditions: Conditions, wall_s: float) -> str:
     rows, steps = result["phases"], result["steps"]
     losses = ", ".join(f"{s['loss']:.3f}" for s in steps)
     peak = max(r["peak"] for r in rows)
@@ -370,13 +370,9 @@ def report(result: dict, args: argparse.Namespace, load: tuple, wall_s: float, w
     lines = [
         "## realsize",
         "",
-        f"`python -m benchmarks.realsize --batch-size {args.batch_size} --tokens "
-        f"{args.tokens}` on {machine()}, {when} UTC, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads. Load average (1, 5, 15 min) at the start "
-        f"{load[0][0]:.2f}, {load[0][1]:.2f}, {load[0][2]:.2f}; at the end "
-        f"{load[1][0]:.2f}, {load[1][1]:.2f}, {load[1][2]:.2f}. Whole run: "
-        f"**{wall_s / 60:.1f} min** wall, {cpu_total / 60:.1f} min of CPU time (all threads) "
-        f"in the phases below; peak RSS **{peak / GIB:.2f} GiB** (bar: 20 GiB).",
+        f"{conditions.line()} torch {torch.__version__} with {torch.get_num_threads()} threads. "
+        f"Whole run: **{wall_s / 60:.1f} min** wall, {cpu_total / 60:.1f} min of CPU time (all "
+        f"threads) in the phases below; peak RSS **{peak / GIB:.2f} GiB** (bar: 20 GiB).",
         "",
         "Random-init model with exactly Qwen2-VL-2B-Instruct's architecture "
         "(`georay.models.qwen2vl`, config typed in from the published config.json: "
@@ -384,7 +380,7 @@ def report(result: dict, args: argparse.Namespace, load: tuple, wall_s: float, w
         f"({result['tokenizer_size']} tokens) with the vocabulary padded to the published "
         f"151,936 embedding rows. Base weights {result['dtypes']['base']}, LoRA weights "
         f"{result['dtypes']['lora']} (peft), no autocast on CPU. Batches of "
-        f"{args.batch_size} 448x336 views bounded by `max_pixels` {MAX_PIXELS}; the paper's "
+        f"{result['batch_size']} 448x336 views bounded by `max_pixels` {MAX_PIXELS}; the paper's "
         "LoRA (r 64, alpha 16, dropout 0.05, q/k/v/o/gate/up/down of the language model). "
         "Each phase is georay's own code path (module docstring).",
         "",
@@ -415,16 +411,6 @@ def report(result: dict, args: argparse.Namespace, load: tuple, wall_s: float, w
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    md = BENCH_MD.read_text()
-    start, end = f"<!-- {AREA}:start -->", f"<!-- {AREA}:end -->"
-    if start not in md:
-        md = md.rstrip() + f"\n\n{start}\n{end}\n"
-    head, rest = md.split(start, 1)
-    _, tail = rest.split(end, 1)
-    BENCH_MD.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=2, help="examples per LoRA step")
@@ -433,16 +419,14 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(os.cpu_count() or 1)
-    load_start, started = os.getloadavg(), time.perf_counter()
-    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
+    conditions, started = Conditions(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="georay-realsize-") as tmp:
         result = run(Path(tmp), args.batch_size, args.tokens)
-    wall_s = time.perf_counter() - started
-    text = report(result, args, (load_start, os.getloadavg()), wall_s, when)
+    text = report(result, conditions, time.perf_counter() - started)
     print(text)
     peak = max(r["peak"] for r in result["phases"])
     if not args.no_write:
-        write_section(text)
+        write_section(AREA, text)
     if peak > 20 * GIB:
         raise SystemExit(f"peak RSS {peak / GIB:.2f} GiB is over the 20 GiB bar")
 
