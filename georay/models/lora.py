@@ -88,3 +88,30 @@ def trainable_parameters(model: Any) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def enable_gradient_checkpointing(model: Any, frozen_embeddings: bool) -> None:
+    """Recompute each decoder layer's activations in the backward pass instead of storing them.
+
+    Non-reentrant checkpointing (``use_reentrant=False``): it handles keyword inputs, frozen
+    weights and inputs that need no gradient, and it replays the RNG state, so dropout (LoRA's
+    included) draws the same masks when a layer is recomputed and gradients are unchanged.
+
+    Parameters
+    ----------
+    model
+        A transformers model, before peft wraps it.
+    frozen_embeddings
+        True for LoRA: the input embeddings are frozen, so the hidden states entering the
+        first checkpointed layer need no gradient. ``enable_input_require_grads`` makes the
+        embedding output require one, so the layers' (adapter) gradients flow back through
+        every recomputed block on any checkpointing implementation. (transformers 5 does this
+        itself for text-input models; explicit because correctness depends on it.)
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if frozen_embeddings:
+        model.enable_input_require_grads()

@@ -32,7 +32,14 @@ from typing import Any
 
 import torch
 
-from georay.models.lora import LoraSettings, apply_lora, freeze_vision, trainable_parameters
+from georay.models.lora import (
+    LoraSettings,
+    apply_lora,
+    enable_gradient_checkpointing,
+    freeze_vision,
+    trainable_parameters,
+)
+from georay.models.qwen2vl import set_max_pixels
 from georay.models.vlm import load_vlm
 from georay.train import parallel
 from georay.train.config import TrainConfig
@@ -58,7 +65,7 @@ def lora_settings(cfg: TrainConfig) -> LoraSettings:
     )
 
 
-def setup_model(cfg: TrainConfig, source: str) -> tuple[Any, Any]:
+def setup_model(cfg: TrainConfig, source: str, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
     """Load the start point (merging earlier stages' adapters) and make the right part trainable.
 
     LoRA: a fresh adapter on the language model, everything else frozen. Full: every weight
@@ -66,10 +73,20 @@ def setup_model(cfg: TrainConfig, source: str) -> tuple[Any, Any]:
 
     On GPU with LoRA the frozen base is loaded in bf16 (half the memory of a 7B model) while
     peft keeps the adapter weights in fp32; the forward pass runs under bf16 autocast. Full
-    fine-tuning keeps fp32 master weights. On CPU everything is fp32.
+    fine-tuning keeps fp32 master weights. On CPU everything is fp32 unless ``dtype`` says
+    otherwise (``benchmarks.realsize`` loads a bf16 base on CPU).
+
+    ``cfg.max_pixels`` bounds the processor's images (and so every example's visual tokens);
+    ``cfg.gradient_checkpointing`` is enabled on the base before peft wraps it.
     """
-    bf16_base = cfg.use_gpu and cfg.finetune == "lora"
-    model, processor = load_vlm(source, dtype=torch.bfloat16 if bf16_base else torch.float32)
+    if dtype is None:
+        bf16_base = cfg.use_gpu and cfg.finetune == "lora"
+        dtype = torch.bfloat16 if bf16_base else torch.float32
+    model, processor = load_vlm(source, dtype=dtype)
+    if cfg.max_pixels:
+        set_max_pixels(processor, cfg.max_pixels)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model, frozen_embeddings=cfg.finetune == "lora")
     if cfg.finetune == "lora":
         model = apply_lora(model, lora_settings(cfg))
     elif not cfg.train_vision:
