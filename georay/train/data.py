@@ -46,37 +46,62 @@ def load_examples(data_uri: str) -> list[SftExample]:
     ]
 
 
+# Encoded examples kept in memory per worker. A tiny-model example is a few KB, so a CPU run
+# decodes and tokenizes each once; a 448x448 example of a real model is ~5 MB, so 70K curated
+# views would need ~350 GB: past the budget, examples are encoded again when they come round.
+CACHE_BYTES = 2 << 30
+
+
 class EncodedExamples:
-    """Examples encoded on first use and kept in memory (each is decoded and tokenized once).
+    """Examples encoded on first use, and kept in memory up to ``cache_bytes`` in all.
 
     Examples whose image cannot be read or decoded, or that are longer than ``max_length``
-    tokens, are skipped with a warning: one bad file must not stop a training run.
+    tokens, are skipped with a warning (and remembered as bad): one bad file must not stop a
+    training run.
     """
 
-    def __init__(self, examples: list[SftExample], processor: Any, max_length: int):
+    def __init__(
+        self,
+        examples: list[SftExample],
+        processor: Any,
+        max_length: int,
+        cache_bytes: int = CACHE_BYTES,
+    ):
         self.examples = examples
         self.processor = processor
         self.max_length = max_length
+        self.cache_bytes = cache_bytes
+        self.cached_bytes = 0
         self._cache: dict[int, dict[str, torch.Tensor] | None] = {}
         self.skipped: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
         return len(self.examples)
 
+    def _encode(self, index: int) -> dict[str, torch.Tensor] | None:
+        ex = self.examples[index]
+        try:
+            image = decode_image(read_bytes(ex.image))
+            item = encode_example(self.processor, image, ex.question, ex.answer)
+            if item["input_ids"].shape[0] > self.max_length:
+                raise ValueError(f"{item['input_ids'].shape[0]} tokens > max_length")
+        except Exception as err:  # noqa: BLE001 - any bad example is skipped, not fatal
+            log.warning("skipping example %s: %s", ex.id, err)
+            self.skipped.append((ex.id, str(err)))
+            self._cache[index] = None  # never tried again
+            return None
+        return item
+
     def get(self, index: int) -> dict[str, torch.Tensor] | None:
-        if index not in self._cache:
-            ex = self.examples[index]
-            try:
-                image = decode_image(read_bytes(ex.image))
-                item = encode_example(self.processor, image, ex.question, ex.answer)
-                if item["input_ids"].shape[0] > self.max_length:
-                    raise ValueError(f"{item['input_ids'].shape[0]} tokens > max_length")
-            except Exception as err:  # noqa: BLE001 - any bad example is skipped, not fatal
-                log.warning("skipping example %s: %s", ex.id, err)
-                self.skipped.append((ex.id, str(err)))
-                item = None
-            self._cache[index] = item
-        return self._cache[index]
+        if index in self._cache:
+            return self._cache[index]
+        item = self._encode(index)
+        if item is not None:
+            size = sum(t.numel() * t.element_size() for t in item.values())
+            if self.cached_bytes + size <= self.cache_bytes:
+                self._cache[index] = item
+                self.cached_bytes += size
+        return item
 
 
 def batches_per_epoch(n_examples: int, world_size: int, batch_size: int) -> int:

@@ -159,3 +159,19 @@ def test_full_fine_tune_checkpoint_is_a_loadable_model(examples, tmp_path):
     assert loaded_processor.chat_template == processor.chat_template
     for (n, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters(), strict=True):
         assert torch.equal(a, b), n
+
+
+def test_examples_past_the_memory_budget_are_encoded_again(examples):
+    """A real-size run cannot keep every encoded example: past the budget, encode on use."""
+    _, processor = tiny_qwen2vl()
+    kept = EncodedExamples(load_examples(str(examples)), processor, 512)
+    none = EncodedExamples(load_examples(str(examples)), processor, 512, cache_bytes=0)
+    for i in range(len(kept)):
+        a, b = kept.get(i), none.get(i)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    assert kept.cached_bytes > 0 and none.cached_bytes == 0
+    assert [e for e, _ in none.skipped] == ["bad"]  # a bad example is tried once, not per epoch
+    none.get(len(none) - 1)
+    assert [e for e, _ in none.skipped] == ["bad"]
