@@ -8,6 +8,8 @@ literals with single quotes, as in the authors' SFT data: ``{'country': 'India',
 
 from __future__ import annotations
 
+# The tiny world's stand-in for pretraining: describe what is seen, never where (see georay.synth).
+DESCRIBE_QUESTION = "Describe the street scene."
 REASONING_QUESTION = "Which country is the image located? Explain the reason."
 LOCATION_QUESTION = "Which country and city is the image located?"
 INFERENCE_QUESTION = (

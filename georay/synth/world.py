@@ -2,13 +2,15 @@
 
 ``generate_world`` draws ``n`` views of ``countries`` real countries (the first K of a fixed,
 diverse list; coordinates jittered around each country's most populous real cities from the
-gazetteer), and writes, under ``out`` (local folder or ``s3://`` prefix)::
+gazetteer), and writes, under ``output`` (local folder or ``s3://`` prefix)::
 
     images/<image_id>.jpg   640x480 JPEGs (plus --corrupt broken files for robustness tests)
     manifest.parquet        DESIGN manifest columns (uri relative to the manifest) + split, view,
                             ade20k_fractions (exact class-area fractions, list<float32>[150])
     clues.jsonl             one human-style reasoning clue per view: {image, text, country, city}
     world.json              the countries, their cities and the cues that identify them
+    pretrain.jsonl          SFT records "Describe the street scene." -> the cues seen, never a
+                            place name (train split): the tiny model's stand-in for pretraining
 
 Everything is a pure function of the config: each view draws from its own
 ``default_rng([seed, index])``, JPEGs use a fixed quality and no metadata, JSON keys are sorted
@@ -34,6 +36,8 @@ from georay.data.ade20k import NUM_CLASSES
 from georay.data.images import encode_jpeg
 from georay.data.manifest import write_manifest
 from georay.data.storage import join_uri, write_bytes
+from georay.protocol.prompts import DESCRIBE_QUESTION
+from georay.protocol.sft import SftExample, write_sft
 from georay.synth.config import SynthConfig
 from georay.synth.draw import (
     CITY_PANELS,
@@ -154,6 +158,42 @@ def clue_text(country: Country, city_idx: int, low: bool, rng: np.random.Generat
     return options[int(rng.integers(len(options)))]
 
 
+# How a script looks, in words that name no language or country ("Thai", "French" would).
+_SCRIPT_LOOKS = {
+    "latin": "Latin",
+    "cjk": "square ideographic",
+    "arabic": "flowing right-to-left",
+    "devanagari": "top-barred",
+    "cyrillic": "Cyrillic",
+    "thai": "looped",
+    "hangul": "block-syllable",
+}
+
+
+def scene_text(country: Country, city_idx: int, low: bool, rng: np.random.Generator) -> str:
+    """A plain description of the cues drawn in the view that never names a place.
+
+    The tiny world's stand-in for pretraining: a real VLM arrives knowing how to see and say
+    "terracotta roofs" or "a yellow sign panel"; the tiny model learns it from these, so the
+    LoRA stages only have to learn what the paper teaches, which places such cues point to.
+    """
+    s = country.style
+    if low:
+        return f"Mostly sky, a {s.wall_desc} wall and {s.veg_desc}; no road and no signs."
+    panel = CITY_PANELS[city_idx % len(CITY_PANELS)][2]
+    skyline = SKYLINES[city_idx % len(SKYLINES)][2]
+    parts = [
+        f"{s.wall_desc} buildings with {s.roof_desc} roofs",
+        f"{s.marking_desc} on the road",
+        f"a {panel} {_SHAPE_WORDS[s.sign_shape]} sign with {_SCRIPT_LOOKS[s.script]} lettering",
+        f"{s.veg_desc}",
+        f"{skyline} behind",
+    ]
+    order = rng.permutation(len(parts))
+    text = "; ".join(parts[i] for i in order)
+    return "A street: " + text + "."
+
+
 def _draw_one(task: tuple) -> tuple[bytes, np.ndarray]:
     """Draw and encode one view (module level so a process pool can run it)."""
     seed, index, style_idx, city_idx, low, width, height, quality = task
@@ -228,7 +268,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
     assign = np.random.default_rng([cfg.seed, 0]).permutation(np.arange(cfg.n) % k)
     rows: dict[str, list] = {c: [] for c in ("image_id", "uri", "lat", "lon", "country", "city")}
     extra: dict[str, list] = {"split": [], "view": [], "ade20k_fractions": []}
-    tasks, clues = [], []
+    tasks, clues, scenes = [], [], []
     for i in range(cfg.n):
         rng = np.random.default_rng([cfg.seed, i, 0])
         ci = int(assign[i])
@@ -247,6 +287,9 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
         extra["split"].append(split_of(image_id, cfg.test_share))
         extra["view"].append("low_locatability" if low else "street")
         text = clue_text(country, city_idx, low, rng)
+        if extra["split"][-1] == "train":  # pretraining never sees the held-out views
+            scene = scene_text(country, city_idx, low, rng)
+            scenes.append(SftExample(image_id, rel, DESCRIBE_QUESTION, scene))
         clues.append(
             {
                 "image": rel,
@@ -317,6 +360,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
         "".join(json.dumps(c, ensure_ascii=False, sort_keys=True) + "\n" for c in clues).encode(),
     )
     write_bytes(join_uri(cfg.output, "world.json"), _world_json(cfg, world).encode())
+    write_sft(scenes, join_uri(cfg.output, "pretrain.jsonl"))
     n_low = sum(v == "low_locatability" for v in extra["view"])
     n_test = sum(s == "test" for s in extra["split"])
     return {

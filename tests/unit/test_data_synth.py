@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from georay.cli import main
@@ -192,3 +193,22 @@ def test_inspect_check_flags_truncated_world_file(world, capsys):
     assert main(["inspect", truncated]) == 0  # the header alone reads fine
     assert main(["inspect", "--check", truncated]) == 1
     assert "truncated" in json.loads(capsys.readouterr().out.splitlines()[-1])["error"]
+
+
+def test_pretraining_descriptions_name_no_place_and_no_held_out_view(world):
+    """pretrain.jsonl, the tiny model's stand-in for pretraining: cues seen, never a place."""
+    from georay.protocol.prompts import DESCRIBE_QUESTION
+    from georay.protocol.sft import read_sft
+
+    info = json.loads((world / "world.json").read_text())
+    names = {c["name"].lower() for c in info["countries"]}
+    names |= {city["name"].lower() for c in info["countries"] for city in c["cities"]}
+    manifest = pq.read_table(world / "manifest.parquet").to_pandas().set_index("image_id")
+    examples = read_sft(world / "pretrain.jsonl")
+    streets = manifest[manifest["view"] != "corrupt"]
+    assert len(examples) == int((streets["split"] == "train").sum()) > 0
+    for ex in examples:
+        assert ex.question == DESCRIBE_QUESTION
+        assert manifest.loc[ex.id, "split"] == "train"
+        text = ex.answer.lower()
+        assert not any(name in text for name in names), ex.answer
