@@ -16,6 +16,9 @@ class DemoConfig(RayConfig):
     countries: int = option(8, help="countries in the synthetic world")
     seed: int = option(0, help="seed of the world and the tiny models")
     corrupt: int = option(4, help="broken files mixed into the world (they become error rows)")
+    base_preset: str = option(
+        "tiny_base", help="pretraining stand-in preset (a file, or a name shipped in georay.train)"
+    )
     reasoning_preset: str = option(
         "tiny_reasoning", help="stage-1 train preset (a file, or a name shipped in georay.train)"
     )

@@ -1,8 +1,9 @@
 """``georay demo``: the whole GeoReasoner pipeline on the built-in default.
 
 Synthetic world -> curate (fit the CLIP student on teacher labels, score, keep the locatable
-views) -> knowledge (stage-1 reasoning and stage-2 location conversations) -> train stage 1 ->
-train stage 2 -> bulk predict on the held-out views -> the two baselines on the same views (CLIP
+views) -> knowledge (stage-1 reasoning and stage-2 location conversations) -> train the tiny
+model's base (its stand-in for pretraining: scene descriptions that name no place) -> stage 1 and
+stage 2 as LoRA adapters, as for a real model -> bulk predict on the held-out views -> the two baselines on the same views (CLIP
 zero-shot with the tiny encoder; kNN retrieval over the curate step's embeddings of the train
 split) -> evaluate the three side by side. Everything runs on a local Ray with tiny models built
 in code, on CPU, and lands in one run folder::
@@ -10,7 +11,7 @@ in code, on CPU, and lands in one run folder::
     RUN/world/       images, manifest.parquet, clues.jsonl (georay synth)
     RUN/curate/      head/, scores/, curated/, embeddings/, summary.json
     RUN/knowledge/   reasoning.jsonl, location.jsonl, dropped.jsonl
-    RUN/train/       reasoning/ and location/ artifacts (+ Ray Train checkpoints)
+    RUN/train/       base/, reasoning/ and location/ artifacts (+ Ray Train checkpoints)
     RUN/predict/     predictions/ on the held-out split, summary.json
     RUN/zeroshot/    RUN/knn/   the baselines' predictions/ on the same views
     RUN/report/      metrics.json, report.md, plots: vlm, zeroshot and knn side by side
@@ -103,43 +104,24 @@ def run_demo(cfg: DemoConfig) -> dict:
             split="train",
         ),
     )
-    reasoning = run / "train" / "reasoning"
-    step(
-        "train_reasoning",
-        train,
-        TrainConfig(
-            **{
-                **load_preset(cfg.reasoning_preset, "georay.train"),
-                "stage": "reasoning",
-                "data": str(knowledge / "reasoning.jsonl"),
-                "model": "tiny",
-                "output": str(reasoning),
-                "seed": cfg.seed,
-            }
-        ),
-    )
-    location = run / "train" / "location"
-    step(
-        "train_location",
-        train,
-        TrainConfig(
-            **{
-                **load_preset(cfg.location_preset, "georay.train"),
-                "stage": "location",
-                "data": str(knowledge / "location.jsonl"),
-                "model": str(reasoning),
-                "output": str(location),
-                "seed": cfg.seed,
-            }
-        ),
-    )
+
+    def train_step(name: str, preset: str, data: Path, model: str) -> str:
+        output = run / "train" / name
+        values = {**load_preset(preset, "georay.train"), "data": str(data), "model": model}
+        step(f"train_{name}", train, TrainConfig(**values, output=str(output), seed=cfg.seed))
+        return str(output)
+
+    # The tiny model's stand-in for pretraining, then the paper's two LoRA stages on top of it.
+    base = train_step("base", cfg.base_preset, world / "pretrain.jsonl", "tiny")
+    reasoning = train_step("reasoning", cfg.reasoning_preset, knowledge / "reasoning.jsonl", base)
+    location = train_step("location", cfg.location_preset, knowledge / "location.jsonl", reasoning)
     held_out = _held_out_manifest(manifest, run / "predict-input.parquet")
     step(
         "predict",
         predict,
         PredictConfig(
             input=held_out,
-            model=str(location),
+            model=location,
             output=str(run / "predict"),
         ),
     )
@@ -214,7 +196,8 @@ def summary_table(out: dict) -> str:
 
     t, countries = out["timings_s"], out["countries"]
     s, cs, kn = out["synth"], out["curate_score"], out["knowledge"]
-    r1, r2, pr, ev = out["train_reasoning"], out["train_location"], out["predict"], out["evaluate"]
+    r0, r1, r2 = out["train_base"], out["train_reasoning"], out["train_location"]
+    pr, ev = out["predict"], out["evaluate"]
     zs, kn_ = out["baseline_zeroshot"], out["baseline_knn"]
     rows = [
         ("synth", f"{s['images']} views + {s['corrupt']} broken files, {countries} countries"),
@@ -231,8 +214,9 @@ def summary_table(out: dict) -> str:
             "knowledge",
             f"{kn['reasoning']['kept']} reasoning / {kn['location']['kept']} location examples",
         ),
-        ("train_reasoning", f"{r1['steps']} steps, final loss {r1['final_loss']:.3f}"),
-        ("train_location", f"{r2['steps']} steps, final loss {r2['final_loss']:.3f}"),
+        ("train_base", f"{r0['steps']} steps full, final loss {r0['final_loss']:.3f}"),
+        ("train_reasoning", f"{r1['steps']} steps LoRA, final loss {r1['final_loss']:.3f}"),
+        ("train_location", f"{r2['steps']} steps LoRA, final loss {r2['final_loss']:.3f}"),
         ("predict", f"{pr['rows_out']} rows = {pr['ok']} ok + {pr['error']} error"),
         ("baseline_zeroshot", f"{zs['rows_out']} rows = {zs['ok']} ok + {zs['error']} error"),
         (

@@ -50,10 +50,11 @@ def test_cli_flags_and_presets_map_to_the_config():
     add_dataclass_args(parser, TrainConfig)
     args = parser.parse_args(
         ["--preset", str(PRESETS / "tiny_reasoning.yaml"), "--data", "r.jsonl", "--output", "o",
-         "--lora-targets", "q_proj,v_proj", "--max-steps", "7"]
+         "--model", "base", "--lora-targets", "q_proj,v_proj", "--max-steps", "7"]
     )  # fmt: skip
     cfg = from_args(TrainConfig, args)
-    assert (cfg.stage, cfg.model, cfg.finetune, cfg.lr) == ("reasoning", "tiny", "full", 0.003)
+    # The tiny stages are LoRA on the tiny base (issue 11), as for a real model.
+    assert (cfg.stage, cfg.model, cfg.finetune, cfg.lr) == ("reasoning", "base", "lora", 0.01)
     assert cfg.max_steps == 7 and cfg.lora_targets == ["q_proj", "v_proj"]
     location = from_args(
         TrainConfig,
