@@ -60,6 +60,9 @@ test: lint browser vllm-env
 	$(VENV)/bin/python -m pytest -q -rs -m "not vllm"
 	$(VLLM_PY) -m pytest -q -rs -m vllm
 
-bench: $(STAMP)
+# Every benchmark that writes a section of BENCHMARKS.md, except realsize (~10 min, 9 GB: run it
+# on its own) and gpu_check (made for a GPU; it prints its table). engines runs in .venv-vllm.
+bench: $(STAMP) $(VLLM_STAMP)
 	for area in geo data evaluate curate train learning predict knn; do \
 		$(VENV)/bin/python -m benchmarks.$$area || exit 1; done
+	$(VLLM_PY) -m benchmarks.engines

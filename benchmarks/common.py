@@ -1,5 +1,5 @@
 """What every benchmark module shares: the machine, the load it ran under, medians, and its
-section of BENCHMARKS.md.
+section of BENCHMARKS.md (whole, in named parts, or as a two-column table of results).
 
 A benchmark prints only what it measured: the CPU count and 1-minute load average are read at the
 start and at the end of the run (:class:`Conditions`), never assumed.
@@ -76,6 +76,36 @@ def median_s(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def rows_section(
+    area: str, conditions: Conditions, method: str, column: str, rows: list[tuple[str, str]]
+) -> str:
+    """A section of ``## area``, the conditions line and ``method`` (how it was measured), then a
+    ``| what | column |`` table of ``rows``."""
+    return "\n".join(
+        [
+            f"## {area}",
+            "",
+            f"{conditions.line()} {method}",
+            "",
+            f"| what | {column} |",
+            "|---|---|",
+            *[f"| {what.strip()} | {value} |" for what, value in rows],
+        ]
+    )
+
+
+def run_rows(
+    area: str, method: str, column: str, measure: Callable[[], list[tuple[str, str]]]
+) -> str:
+    """Run ``measure`` under :class:`Conditions`, print its :func:`rows_section` and write it as
+    ``area``'s section of BENCHMARKS.md; returns the text."""
+    conditions = Conditions()
+    text = rows_section(area, conditions, method, column, measure())
+    print(text)
+    write_section(area, text)
+    return text
+
+
 def write_section(area: str, body: str, path: Path = BENCH_MD) -> None:
     """Replace ``area``'s section of BENCHMARKS.md (appended when missing).
 
@@ -89,3 +119,26 @@ def write_section(area: str, body: str, path: Path = BENCH_MD) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def write_part(
+    area: str, names: tuple[str, ...], part: str, text: str, path: Path = BENCH_MD
+) -> None:
+    """Replace one part of ``area``'s section of BENCHMARKS.md (``<!-- area.part:start -->``),
+    keeping its other parts, in the order of ``names``, under a ``## area`` heading; the
+    section is added when missing."""
+    start, end = f"<!-- {area}:start -->", f"<!-- {area}:end -->"
+    md = path.read_text() if path.exists() else ""
+    body = md.split(start, 1)[1].split(end, 1)[0] if start in md and end in md else ""
+    parts = {}
+    for name in names:
+        open_, close = f"<!-- {area}.{name}:start -->", f"<!-- {area}.{name}:end -->"
+        if open_ in body:
+            parts[name] = body.split(open_, 1)[1].split(close, 1)[0].strip()
+    parts[part] = text.strip()
+    inner = "\n\n".join(
+        f"<!-- {area}.{name}:start -->\n{parts[name]}\n<!-- {area}.{name}:end -->"
+        for name in names
+        if name in parts
+    )
+    write_section(area, f"## {area}\n\n{inner}", path)

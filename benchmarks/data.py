@@ -7,10 +7,7 @@ draft decoding, ``georay.data.images.decode_image``). Writes the `data` section 
 
 from __future__ import annotations
 
-import datetime
 import io
-import os
-import re
 import sys
 import tempfile
 import time
@@ -19,11 +16,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.geo import BENCH_MD, machine, median_s
+from benchmarks.common import median_s, run_rows
 from georay.data.images import decode_image
 from georay.synth.world import SynthConfig, build_world, generate_world
 
 AREA = "data"
+# How it was measured: the sentence after the conditions line.
+METHOD = (
+    "Synth: one run each; decoding: medians of 3 runs over 200 synthetic JPEGs. Each baseline is "
+    "measured in the same run as what it is compared with."
+)
 
 
 def full_decode_resize(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -72,34 +74,9 @@ def run(n: int = 2000) -> list[tuple[str, str]]:
     return rows
 
 
-def write_section(rows: list[tuple[str, str]]) -> str:
-    """Replace the data section of BENCHMARKS.md (appended if missing); returns the text."""
-    body = "\n".join(
-        [
-            f"## {AREA}",
-            "",
-            f"`.venv/bin/python -m benchmarks.{AREA}` on {machine()}, "
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Synth: one run "
-            "each; decoding: medians of 3 runs over 200 synthetic JPEGs. The machine was shared "
-            "with other agents while measuring (load average "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end): read the ratios (same "
-            "run), not absolute times; a process pool only pays off when cores are free.",
-            "",
-            "| what | result |",
-            "|---|---|",
-            *[f"| {what} | {value} |" for what, value in rows],
-        ]
-    )
-    section = f"<!-- {AREA}:start -->\n{body}\n<!-- {AREA}:end -->"
-    text = BENCH_MD.read_text() if BENCH_MD.exists() else "# georay benchmarks\n"
-    pattern = re.compile(rf"<!-- {AREA}:start -->.*?<!-- {AREA}:end -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    BENCH_MD.write_text(text)
-    return body
+def main() -> None:
+    run_rows(AREA, METHOD, "result", lambda: run(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
 
 
 if __name__ == "__main__":
-    print(write_section(run(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)))
+    main()

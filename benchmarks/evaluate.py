@@ -8,23 +8,26 @@ figures that normalizes and resolves names row by row, on the same 100K rows. Al
 
 from __future__ import annotations
 
-import datetime
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks.common import median_s, run_rows
 from benchmarks.evaluate_reference import summarize
-from benchmarks.geo import BENCH_MD, machine, median_s
 from georay.evaluate import EvaluateConfig, evaluate
 from georay.evaluate.evaluator import cell_table, country_table, headline
 from georay.evaluate.score import score
 from georay.geo.gazetteer import get_gazetteer
 
 AREA = "evaluate"
+# How it was measured: the sentence after the conditions line.
+METHOD = (
+    "Core figures are medians of 3 runs (baseline: 1 run); the baseline runs in the same process, "
+    "on the same rows. Name-only predictions, so every row goes through name resolution."
+)
 
 
 def world(n: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
@@ -93,28 +96,9 @@ def run() -> list[tuple[str, str]]:
     ]
 
 
-def write_section(rows: list[tuple[str, str]]) -> str:
-    """Replace this area's section of BENCHMARKS.md (appended if missing); returns it."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    body = "\n".join([
-        "## evaluate", "",
-        f"`.venv/bin/python -m benchmarks.evaluate` on {machine()}, {now:%Y-%m-%d %H:%M} UTC. "
-        "Core figures are medians of 3 runs (baseline: 1 run). The machine was shared with other "
-        "agents while measuring: read the ratio (same run) rather than absolute times. Name-only "
-        "predictions, so every row goes through name resolution.", "",
-        "| what | time |", "|---|---|", *[f"| {w} | {v} |" for w, v in rows],
-    ])  # fmt: skip
-    start, end = f"<!-- {AREA}:start -->", f"<!-- {AREA}:end -->"
-    text = Path(BENCH_MD).read_text()
-    head, found, rest = text.partition(start)
-    text = (
-        head + start + "\n" + body + "\n" + end + rest.partition(end)[2]
-        if found
-        else text.rstrip("\n") + f"\n\n{start}\n{body}\n{end}\n"
-    )
-    Path(BENCH_MD).write_text(text)
-    return body
+def main() -> None:
+    run_rows(AREA, METHOD, "time", run)
 
 
 if __name__ == "__main__":
-    print(write_section(run()))
+    main()

@@ -21,16 +21,12 @@ scores the chosen setting on the test split. Writes the ``knn`` section of BENCH
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import resource
-import shlex
-import sys
 import time
 
 import numpy as np
 
-from benchmarks.geo import machine, write_part
+from benchmarks.common import Conditions, write_part
 from georay.baseline.index import Gallery, build_faiss, locate, normalized
 from georay.geo.distance import haversine_km
 
@@ -184,12 +180,9 @@ def sweep(run: str, ks=(1, 3, 5, 10, 20, 50), temperatures=(0.0, 0.01, 0.02, 0.0
 # ---- report -----------------------------------------------------------------------------------
 
 
-def speed_text(results: list[dict], args, load: tuple) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    command = ".venv/bin/python -m benchmarks.knn " + shlex.join(sys.argv[1:])
+def speed_text(results: list[dict], args, conditions: Conditions) -> str:
     lines = [
-        f"`{command}` on {machine()}, {now:%Y-%m-%d %H:%M} UTC; 1-min load average "
-        f"{load[0]:.1f} at the start and {load[1]:.1f} at the end on {os.cpu_count()} CPUs.",
+        conditions.line(),
         "",
         f"Search + medoid of k={args.k} neighbours (temperature {args.temperature:g}) over "
         f"synthetic {DIM}-d unit vectors around {PLACES:,} places, queries in batches of 64 as "
@@ -213,7 +206,7 @@ def speed_text(results: list[dict], args, load: tuple) -> str:
     return "\n".join(lines)
 
 
-def demo_text(s: dict, run: str, load: tuple) -> str:
+def demo_text(s: dict, run: str, conditions: Conditions) -> str:
     """The k / temperature sweep and the demo report's methods side by side."""
     import json
     from pathlib import Path
@@ -222,13 +215,9 @@ def demo_text(s: dict, run: str, load: tuple) -> str:
 
     ks = sorted({k for k, _ in s["grid"]})
     temps = sorted({t for _, t in s["grid"]})
-    now = datetime.datetime.now(datetime.timezone.utc)
-    command = ".venv/bin/python -m benchmarks.knn " + shlex.join(sys.argv[1:])
     lines = [
         "### The demo world", "",
-        f"`{command}` on {machine()}, {now:%Y-%m-%d %H:%M} UTC; 1-min load average "
-        f"{load[0]:.1f} at the start and {load[1]:.1f} at the end on {os.cpu_count()} CPUs; "
-        f"RUN = `{run}`, a `georay demo --output RUN` run.", "",
+        f"{conditions.line()} RUN = `{run}`, a `georay demo --output RUN` run.", "",
         f"k and weighting: leave-one-out on the {s['train']:,} train views of the demo world "
         f"({s['countries']} countries, chance country accuracy {1 / s['countries']:.3f}; "
         "curate's embeddings, tiny encoder): each train view queries the other train views "
@@ -280,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo-run", default="", help="a `georay demo` run folder to sweep on")
     parser.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS")
     args = parser.parse_args(argv)
-    load_start = os.getloadavg()[0]
+    conditions = Conditions()
     results = []
     for n in (int(s) for s in args.sizes.split(",") if s):
         results.append(measure(n, args.queries, args.baseline_queries, args.k, args.temperature))
@@ -288,12 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     sweep_result = sweep(args.demo_run) if args.demo_run else None
     if sweep_result:
         print({k: v for k, v in sweep_result.items() if k != "grid"}, flush=True)
-    load = (load_start, os.getloadavg()[0])
     texts = {}
     if results:
-        texts["speed"] = speed_text(results, args, load)
+        texts["speed"] = speed_text(results, args, conditions)
     if sweep_result:
-        texts["demo"] = demo_text(sweep_result, args.demo_run, load)
+        texts["demo"] = demo_text(sweep_result, args.demo_run, conditions)
     for part, text in texts.items():
         print(text)
         if not args.no_write:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import shutil
 import socket
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.geo import BENCH_MD, machine
+from benchmarks.common import Conditions, write_section
 
 # GeoReasoner answers with reasons run 50-100 tokens (ModelSettings defaults to 128 new tokens);
 # the untrained tiny model always runs to the limit, so this is the generation work per image.
@@ -170,16 +169,6 @@ def bench_bulk(model: str, folder: Path, repeat: int, tokens: int) -> dict:
     return {"n": len(paths), "serial": statistics.median(serial), "job": statistics.median(job)}
 
 
-def write_section(text: str) -> None:
-    md = BENCH_MD.read_text()
-    start, end = "<!-- predict:start -->", "<!-- predict:end -->"
-    if start not in md:
-        md = md.rstrip() + f"\n\n{start}\n{end}\n"
-    head, rest = md.split(start, 1)
-    _, tail = rest.split(end, 1)
-    BENCH_MD.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=96, help="requests per online run")
@@ -188,6 +177,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     args = parser.parse_args()
+    conditions = Conditions()
     tokens = args.max_new_tokens
 
     import ray
@@ -213,14 +203,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     b, s = online[16], online[1]
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""## predict
 
-`.venv/bin/python -m benchmarks.predict --requests {args.requests} --images {args.images} \
---repeat {args.repeat} --max-new-tokens {tokens}` on {machine()}, {when}. Tiny Qwen2-VL (untrained: every answer is
+{conditions.line()} Tiny Qwen2-VL (untrained: every answer is
 {tokens} new tokens), synthetic 640x480 JPEG street views. Medians of {args.repeat} runs
-(latency percentiles pooled over the runs). **The machine was shared with other agents while
-measuring**: absolute figures are noisy; the ratios compare runs made minutes apart in one process.
+(latency percentiles pooled over the runs); the ratios compare runs made minutes apart in one
+process.
 
 | online API, {args.concurrency} concurrent clients, {args.requests} requests | requests/s | p50 ms | p99 ms |
 |---|---|---|---|
@@ -242,12 +230,12 @@ measuring**: absolute figures are noisy; the ratios compare runs made minutes ap
 
 The last table is the ceiling batching can reach on this model: the rest of the online and bulk
 ratios is lost to fixed per-request and per-job costs (HTTP proxy and routing, JPEG decode,
-processor, the job's actor start and model load, the load-test client itself), which on 2
-shared cores are not small beside a ~190K-parameter model. A real VLM spends far more per
-image in generate(), where batching pays.
+processor, the job's actor start and model load, the load-test client itself), which are not
+small beside a ~190K-parameter model. A real VLM spends far more per image in generate(), where
+batching pays.
 """
     print(text)
-    write_section(text)
+    write_section("predict", text)
 
 
 if __name__ == "__main__":

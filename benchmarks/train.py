@@ -13,7 +13,6 @@ alternate, repeated; medians. Start-up (Ray, worker group, model load) is report
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import tempfile
@@ -22,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.geo import machine
-from benchmarks.geo import write_part as write_section_part
+from benchmarks import common
 
 
 def write_part(part: str, text: str) -> None:
     """Replace one part (``learning`` or ``throughput``) of the train section of BENCHMARKS.md."""
-    write_section_part("train", ("throughput", "learning"), part, text)
+    common.write_part("train", ("throughput", "learning"), part, text)
 
 
 def make_data(folder: Path, n: int) -> Path:
@@ -105,6 +103,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--report-every", type=int, default=10)
     args = parser.parse_args()
+    conditions = common.Conditions()
 
     import ray
 
@@ -131,7 +130,8 @@ def main() -> None:
         max_length=512,
     )
     # Ray starts its workers at nice 15. On a machine shared with other agents' processes
-    # (nice 0) that starves the training worker; at nice 0 it competes like everything else.
+    # (nice 0) that starves the training worker; at nice 0 it competes like everything else
+    # (stage 1 of the learning run once took ~5 s/step at nice 15, ~0.6 s/step at nice 0).
     os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rates: dict[str, list[float]] = {"plain": [], "ray": []}
@@ -157,13 +157,8 @@ def main() -> None:
         [
             "### Throughput: Ray Train (1 worker) vs plain torch loop (issue 4 item 5)",
             "",
-            f"`.venv/bin/python -m benchmarks.train --examples {args.examples} --steps "
-            f"{args.steps} --batch-size {args.batch_size} --repeat {args.repeat} "
-            f"--report-every {args.report_every}` on {machine()}, "
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
-            "**The machine was shared with other agents while measuring**: the two paths "
-            "alternate within one run and the figures are medians of the runs, so compare the "
-            "ratio, not absolute numbers.",
+            f"{conditions.line()} The two paths alternate within one run; the figures are "
+            "medians of the runs.",
             "",
             "Tiny Qwen2-VL, full fine-tuning, batch 16 of 64x48 colour-coded views (chat "
             "prompt, image tokens and a short answer), 2 CPU threads in both paths. Steady state = steps "
@@ -178,12 +173,11 @@ def main() -> None:
             f"{', '.join(f'{r:.0f}' for r in rates['ray'])} | {tot['ray']:.1f} s |",
             f"| **ratio Ray / plain** (target >= 0.9) | **{ratio:.2f}** | | |",
             "",
-            "Both paths run the same step code, so a ratio above 1 is the shared machine's noise "
-            '(see the spread of the runs), not a speed-up: read it as "Ray Train costs no '
-            'steady-state throughput". The benchmark starts Ray with `RAY_worker_niceness=0`: '
-            "Ray runs workers at nice 15 by default, and on this machine, busy with other "
-            "agents' processes at nice 0, that starved the training worker (stage 1 of the "
-            "learning run took ~5 s/step at nice 15, ~0.6 s/step at nice 0).",
+            "Both paths run the same step code, so a ratio above 1 is the spread between runs "
+            "(see the runs column), not a speed-up: read it as "
+            '"Ray Train costs no steady-state throughput". '
+            "The benchmark starts Ray with `RAY_worker_niceness=0` (by default Ray runs its "
+            "workers at nice 15).",
         ]
     )
     print(text)
