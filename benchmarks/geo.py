@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from benchmarks.common import machine as machine  # benchmarks.learning imports it from here
 from benchmarks.common import median_s, run_rows
 from georay.geo.distance import haversine_km
 from georay.geo.gazetteer import Gazetteer, get_gazetteer
