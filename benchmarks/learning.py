@@ -56,21 +56,23 @@ def held_out_accuracy(artifact: str, world: Path, question: str, batch: int = 32
     """Greedy answers for every test view; share whose country resolves to the truth."""
     import pyarrow.parquet as pq
 
-    from georay.data.images import decode_image
+    from georay.data.images import decode_fit
     from georay.data.storage import read_bytes, resolve_relative
     from georay.geo.gazetteer import get_gazetteer
-    from georay.models.vlm import generate_answers, load_vlm
+    from georay.models.vlm import generate_answers, load_vlm, processor_max_pixels
     from georay.protocol.answers import parse_answer
 
     table = pq.read_table(world / "manifest.parquet").to_pandas()
     test = table[table["split"] == "test"].reset_index(drop=True)
     model, processor = load_vlm(artifact)
+    max_pixels = processor_max_pixels(processor)  # the size every prediction path decodes at
     gazetteer = get_gazetteer()
     texts = []
     for start in range(0, len(test), batch):
         rows = test.iloc[start : start + batch]
         # Manifest URIs are relative to the manifest's folder.
-        images = [decode_image(read_bytes(resolve_relative(u, str(world)))) for u in rows["uri"]]
+        images = [decode_fit(read_bytes(resolve_relative(u, str(world))), max_pixels)
+                  for u in rows["uri"]]  # fmt: skip
         texts += generate_answers(model, processor, images, question, max_new_tokens=40)
     predicted = [
         gazetteer.country_code(p.country) if (p := parse_answer(t)).country else None for t in texts

@@ -237,6 +237,34 @@ def localize(source: str, cache_dir: str | Path | None = None) -> str:
     return str(target)
 
 
+def processor_max_pixels(processor) -> int | None:
+    """The image processor's pixel cap (Qwen2-VL: ``size["longest_edge"]`` in transformers 5)."""
+    image_processor = getattr(processor, "image_processor", None)
+    for name in ("max_pixels",):
+        value = getattr(image_processor, name, None)
+        if value:
+            return int(value)
+    size = getattr(image_processor, "size", None)
+    get = size.get if hasattr(size, "get") else (lambda key: getattr(size, key, None))
+    value = get("max_pixels") or get("longest_edge")
+    return int(value) if value else None
+
+
+def load_processor(source: str | Path) -> Any:
+    """The processor of a model folder, ``s3://`` prefix, hub id or training artifact (no weights)."""
+    from transformers import AutoProcessor
+
+    from georay.models import artifact
+
+    local = localize(str(source))
+    if artifact.is_artifact(local):
+        spec = artifact.read_artifact(local)
+        if spec.get("processor"):
+            return AutoProcessor.from_pretrained(artifact.resolve(local, spec["processor"]))
+        return load_processor(artifact.resolve(local, spec["base_model"]))
+    return AutoProcessor.from_pretrained(local)
+
+
 def load_vlm(
     source: str | Path,
     device: str | torch.device | None = None,

@@ -21,15 +21,13 @@ import numpy as np
 import pyarrow as pa
 
 from georay import pipeline as pl
+from georay.models.vlm import load_processor, processor_max_pixels
 from georay.pipeline.stages import images_of
 from georay.predict.config import ModelSettings, PredictConfig
 from georay.protocol.predictions import PREDICTIONS_SCHEMA, error_row
 
 log = logging.getLogger(__name__)
 
-# Qwen2-VL's documented practical cap (1280 visual tokens of 28x28 pixels). Decoding in the CPU
-# tasks stops there; a processor with a lower cap (the tiny model) resizes the rest.
-DEFAULT_DECODE_PIXELS = 1280 * 28 * 28
 SKIPPED_EXIF = "skipped: image has EXIF GPS"
 ROW_KEYS = ("image_id", "uri", "status", "error", "exif_lat", "exif_lon")
 
@@ -101,12 +99,11 @@ def predict(cfg: PredictConfig) -> dict:
             ds = pl.load_stage(ds, cfg, max_pixels=model.max_pixels, exif_gps=True,
                                skip_exif_gps=cfg.skip_exif_gps)  # fmt: skip
             return vllm_stages(ds, cfg, model)
+        # Decoded at the size the model sees (the processor's cap), as in training and serving:
+        # the same pixels whichever path an image takes.
+        max_pixels = cfg.max_pixels or processor_max_pixels(load_processor(cfg.model))
         ds = pl.load_stage(
-            ds,
-            cfg,
-            max_pixels=cfg.max_pixels or DEFAULT_DECODE_PIXELS,
-            exif_gps=True,
-            skip_exif_gps=cfg.skip_exif_gps,
+            ds, cfg, max_pixels=max_pixels, exif_gps=True, skip_exif_gps=cfg.skip_exif_gps
         )
         return ds.map_batches(
             PredictActor,

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 
 from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError, decode_fit
+from georay.models.vlm import processor_max_pixels
 from georay.predict.config import ModelSettings
 from georay.predict.place import rows_from_texts
 from georay.protocol.predictions import ANSWER_FIELDS, error_row
@@ -22,19 +23,6 @@ from georay.protocol.prompts import INFERENCE_QUESTION
 log = logging.getLogger(__name__)
 
 __all__ = ["ANSWER_FIELDS", "ModelSettings", "Predictor", "default_question", "error_row"]
-
-
-def processor_max_pixels(processor) -> int | None:
-    """The image processor's pixel cap (Qwen2-VL: ``size["longest_edge"]`` in transformers 5)."""
-    image_processor = getattr(processor, "image_processor", None)
-    for name in ("max_pixels",):
-        value = getattr(image_processor, name, None)
-        if value:
-            return int(value)
-    size = getattr(image_processor, "size", None)
-    get = size.get if hasattr(size, "get") else (lambda key: getattr(size, key, None))
-    value = get("max_pixels") or get("longest_edge")
-    return int(value) if value else None
 
 
 def default_question(model: str) -> str:

@@ -122,8 +122,8 @@ def resolve_model(settings: ModelSettings) -> VllmModel:
 
     from georay.errors import UserError
     from georay.models.artifact import is_artifact
-    from georay.models.vlm import localize, prompt_text
-    from georay.predict.predictor import default_question, processor_max_pixels
+    from georay.models.vlm import localize, processor_max_pixels, prompt_text
+    from georay.predict.predictor import default_question
 
     local = localize(settings.model)
     adapter = rank = None

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from georay.data.images import decode_image
+from georay.data.images import decode_fit
 from georay.data.splits import holdout_mask
 from georay.data.storage import parent_of, read_bytes, resolve_relative
-from georay.models.vlm import IGNORE_INDEX, collate, encode_example
+from georay.models.vlm import IGNORE_INDEX, collate, encode_example, processor_max_pixels
 from georay.protocol.sft import SftExample, read_sft
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class EncodedExamples:
         self.processor = processor
         self.max_length = max_length
         self.cache_bytes = cache_bytes
+        self.max_pixels = processor_max_pixels(processor)
         self.cached_bytes = 0
         self._cache: dict[int, dict[str, torch.Tensor] | None] = {}
         self.skipped: list[tuple[str, str]] = []
@@ -81,7 +82,8 @@ class EncodedExamples:
     def _encode(self, index: int) -> dict[str, torch.Tensor] | None:
         ex = self.examples[index]
         try:
-            image = decode_image(read_bytes(ex.image))
+            # Decoded at the size the model sees, as every prediction path decodes it.
+            image = decode_fit(read_bytes(ex.image), self.max_pixels)
             item = encode_example(self.processor, image, ex.question, ex.answer)
             if item["input_ids"].shape[0] > self.max_length:
                 raise ValueError(f"{item['input_ids'].shape[0]} tokens > max_length")

@@ -8,8 +8,9 @@ import torch
 
 from georay.data.images import encode_jpeg, fit_size
 from georay.geo.cells import latlng_to_cells
+from georay.models.vlm import processor_max_pixels
 from georay.predict.config import ModelSettings
-from georay.predict.predictor import Predictor, processor_max_pixels
+from georay.predict.predictor import Predictor
 from georay.protocol.predictions import ANSWER_FIELDS
 from georay.protocol.prompts import format_answer
 
@@ -50,7 +51,7 @@ def test_fit_size_keeps_aspect_and_cap():
     assert fit_size(640, 480, None) is None
 
 
-def testprocessor_max_pixels_read_from_tiny_processor(predictor):
+def test_processor_max_pixels_read_from_tiny_processor(predictor):
     from georay.models.vlm import TINY_MAX_PIXELS
 
     assert processor_max_pixels(predictor.processor) == TINY_MAX_PIXELS
