@@ -1,10 +1,12 @@
-"""Duplicate detection on one block: exact, near, the keeper rule, blocks."""
+"""Duplicate detection on one block (exact, near, keeper rule) and the per-cell cap."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
+from georay.curate.dedup import whole_blocks
 from georay.curate.duplicates import (
     UNLOCATED,
     assign,
@@ -102,3 +104,15 @@ def test_split_block_assigns_every_row_to_its_nearest_centroid():
     assert len(centroids) == 4 and (assign(x, centroids) == labels).all()
     truth = np.repeat(np.arange(4), 100)
     assert len({(t, lab) for t, lab in zip(truth, labels, strict=True)}) == 4  # clusters intact
+
+
+def test_whole_blocks_regroups_split_batches():
+    def rows(block, ids, total):
+        return pa.table({"image_id": ids, "block": [block] * len(ids),
+                         "_group_rows": [total] * len(ids)})  # fmt: skip
+
+    batches = [rows("x", ["a"], 3), rows("y", ["c"], 1), rows("x", ["b", "d"], 3)]
+    out = list(whole_blocks(batches))
+    assert [t["image_id"].to_pylist() for t in out] == [["c"], ["a", "b", "d"]]
+    with pytest.raises(RuntimeError, match="incomplete"):
+        list(whole_blocks([rows("x", ["a"], 2)]))
