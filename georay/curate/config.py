@@ -1,10 +1,10 @@
-"""Settings of ``curate fit | score | dedup`` (one CLI flag per field)."""
+"""Settings of ``curate fit | score | dedup | balance`` (one CLI flag per field)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import RayConfig, option
+from georay.config import Config, RayConfig, option
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
 from georay.pipeline.settings import BulkSettings, PoolSettings
 
@@ -117,3 +117,26 @@ class DedupConfig(RayConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_block_rows < 1000:
             raise ValueError(f"max_block_rows is too small: {self.max_block_rows}")
+
+
+@dataclass(kw_only=True)
+class BalanceConfig(Config):
+    """``georay curate balance``: cap the curated views per H3 cell (and country)."""
+
+    input: str = option(help="output folder of `curate score` (its curated/ views)", path="in")
+    dedup: str | None = option(
+        None, help="output folder of `curate dedup`: its dropped views are left out", path="in"
+    )
+    output: str = option(help="output folder or s3:// prefix", path="out")
+    max_per_cell: int = option(help="most views kept per H3 cell (the most locatable)")
+    h3_resolution: int = option(5, help="H3 resolution of the cells capped and reported")
+    max_per_country: int = option(0, help="most views kept per country; 0 = no country cap")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_per_cell < 1:
+            raise ValueError(f"max_per_cell must be >= 1, got {self.max_per_cell}")
+        if self.max_per_country < 0:
+            raise ValueError(f"max_per_country must be >= 0, got {self.max_per_country}")
+        if not 0 <= self.h3_resolution <= 15:
+            raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")

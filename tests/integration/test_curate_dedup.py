@@ -1,4 +1,4 @@
-"""curate dedup on a local Ray: planted copies found, distinct views kept, resume.
+"""curate dedup + balance on a local Ray: planted copies found, distinct views kept, resume, caps.
 
 The world is ``georay synth`` with planted copies (byte copy, JPEG re-encode at quality 60,
 75% resize, 1% of the width trimmed) at their source's place; the tiny random-init encoder puts
@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from georay.curate import (
+    BalanceConfig,
     DedupConfig,
     FitConfig,
     ScoreConfig,
+    balance,
     dedup,
     fit,
     score,
@@ -108,3 +110,35 @@ def test_dedup_needs_embeddings_and_a_finished_score(scored, tmp_path):
         dedup(DedupConfig(input=str(tmp_path), output=str(tmp_path / "o")))
     only_exact = dedup(DedupConfig(input=str(score_out), output=str(tmp_path / "x"), near=False))
     assert only_exact["near"] == 0 and only_exact["exact"] >= 2
+
+
+def test_balance_caps_cells_and_counts_add_up(scored, tmp_path):
+    _, score_out = scored
+    deduped = tmp_path / "dedup"
+    dedup(DedupConfig(input=str(score_out), output=str(deduped), similarity=SIMILARITY))
+    out = tmp_path / "balance"
+    summary = balance(BalanceConfig(input=str(score_out), dedup=str(deduped), output=str(out),
+                                    max_per_cell=1, h3_resolution=3, max_per_country=3))  # fmt: skip
+    curated = pq.read_table(score_out / "curated").to_pandas().set_index("image_id")
+    decisions = pq.read_table(out / "decisions.parquet").to_pandas().set_index("image_id")
+    kept = pq.read_table(out / "curated").to_pandas().set_index("image_id")
+    assert sorted(decisions.index) == sorted(curated.index)
+    assert (
+        summary["rows"]
+        == len(curated)
+        == (summary["kept"] + summary["duplicate"] + summary["cell_cap"] + summary["country_cap"])
+    )
+    assert summary["kept"] == len(kept) == int(decisions.kept.sum()) > 0
+    assert summary["duplicate"] > 0 and summary["cell_cap"] > 0
+    assert kept.join(decisions.cell).groupby("cell").size().max() == 1
+    assert kept.groupby("country").size().max() <= 3
+    # Within a cell the kept view is the most locatable one dedup left.
+    left = decisions[decisions.reason != "duplicate"].join(curated.locatability)
+    for cell, views in left.groupby("cell"):
+        winners = views[views.kept]
+        if len(winners):
+            assert winners.locatability.iloc[0] == views.locatability.max(), cell
+    cells = (out / "cells.csv").read_text().splitlines()
+    assert cells[0] == "cell,lat,lon,before,after" and len(cells) > 2
+    assert (out / "balance.png").read_bytes()[:4] == b"\x89PNG"
+    assert summary["largest_cell"] == {"before": summary["largest_cell"]["before"], "after": 1}

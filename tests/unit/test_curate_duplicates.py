@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from georay.curate.balance import cap_per_group
 from georay.curate.dedup import whole_blocks
 from georay.curate.duplicates import (
     UNLOCATED,
@@ -104,6 +105,14 @@ def test_split_block_assigns_every_row_to_its_nearest_centroid():
     assert len(centroids) == 4 and (assign(x, centroids) == labels).all()
     truth = np.repeat(np.arange(4), 100)
     assert len({(t, lab) for t, lab in zip(truth, labels, strict=True)}) == 4  # clusters intact
+
+
+def test_cap_per_group_keeps_the_most_locatable():
+    ids = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)
+    loc = np.array([0.1, 0.9, 0.5, 0.5, 0.3, 0.2])
+    cells = np.array(["x", "x", "x", "y", "y", None], dtype=object)
+    assert cap_per_group(ids, loc, cells, 2).tolist() == [False, True, True, True, True, True]
+    assert cap_per_group(ids, loc, cells, 1).tolist() == [False, True, False, True, False, True]
 
 
 def test_whole_blocks_regroups_split_batches():
