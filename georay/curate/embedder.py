@@ -8,14 +8,13 @@ and optionally scores them with a head (``score``) and labels them with an ADE20
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from georay.data.ade20k import locatability
 from georay.pipeline.settings import PoolSettings
-from georay.pipeline.stages import clean_status, images_of, ok_mask
+from georay.pipeline.stages import actor_threads, clean_status, images_of, ok_mask
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,9 @@ class Embedder:
         Segmenter path or id: adds ``teacher_locatability`` from predicted class areas.
     keep_embedding
         Return the ``embedding`` column (fit, embedding export) or drop it.
-    threads
-        torch intra-op threads; 0 = this node's CPUs divided by ``pool_size``.
+    threads, per_node
+        torch intra-op threads; 0 = this node's CPUs (as Ray reports them) divided by
+        ``per_node``, the pool's actors on a node.
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class Embedder:
         segmenter: str | None = None,
         keep_embedding: bool = True,
         threads: int = 0,
-        pool_size: int = 1,
+        per_node: int = 1,
         model_id: str = "",
     ):
         import torch
@@ -84,7 +84,7 @@ class Embedder:
             self.device = "cuda"
         else:
             self.device = "cpu"
-            torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // pool_size))
+            torch.set_num_threads(actor_threads(threads, per_node))
         self.visual, self.pre = load_encoder(EncoderSpec(**encoder), self.device)
         self.head = None
         if head:
@@ -166,7 +166,7 @@ def embed_dataset(
             "segmenter": segmenter,
             "keep_embedding": keep_embedding,
             "threads": pool.torch_threads,
-            "pool_size": pool.num_actors,
+            "per_node": pl.actors_per_node(pool.num_actors),
             "model_id": model_id,
         },
         batch_format="numpy",
