@@ -60,6 +60,13 @@ class ScoreConfig(BulkSettings):
     )
     embeddings: bool = option(False, help="also write OUT/embeddings/ (image_id, embedding)")
     sha256: bool = option(False, help="add a sha256 column of image bytes")
+    decode: str = option(
+        "auto",
+        help="where images are fetched and decoded: 'tasks' (CPU tasks beside the encoder "
+        "actors: parallel decoding, for GPUs or cheap encoders), 'actor' (in each encoder actor "
+        "between model calls: no decode processes competing with a CPU encoder), 'auto' (actor "
+        "when the actors have no GPU)",
+    )
     bins: int = option(10, help="histogram bins over [0, 1] in summary.json")
     batch_size: int = option(64, help="images per encoder forward pass")
     block_rows: int = option(128, help="input rows per Ray Data block (the unit of scheduling)")
@@ -70,6 +77,8 @@ class ScoreConfig(BulkSettings):
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.bins < 1:
             raise ValueError("bins must be >= 1")
+        if self.decode not in ("auto", "tasks", "actor"):
+            raise ValueError(f"decode must be auto, tasks or actor, not {self.decode!r}")
 
 
 @dataclass(kw_only=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from georay.data.ade20k import locatability
 from georay.pipeline.settings import PoolSettings
-from georay.pipeline.stages import actor_threads, clean_status, images_of, ok_mask
+from georay.pipeline.stages import actor_threads, clean_status, images_of, load_images, ok_mask
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ class Embedder:
     threads, per_node
         torch intra-op threads; 0 = this node's CPUs (as Ray reports them) divided by
         ``per_node``, the pool's actors on a node.
+    decode
+        :func:`georay.pipeline.load_images` arguments: fetch and decode in this actor, between
+        model calls, instead of in separate tasks (``--decode actor``).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Embedder:
         threads: int = 0,
         per_node: int = 1,
         model_id: str = "",
+        decode: dict | None = None,
     ):
         import torch
 
@@ -98,6 +102,7 @@ class Embedder:
             self.segmenter = load_segmenter(segmenter, self.device)
         self.keep_embedding = keep_embedding
         self.model_id = model_id
+        self.decode = decode
 
     def _encoder_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels at the encoder's side (the decode side is larger when a segmenter runs too)."""
@@ -113,6 +118,8 @@ class Embedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from georay.models.clip import encode
 
+        if self.decode is not None:
+            batch = load_images(batch, **self.decode)
         ok = ok_mask(batch)
         rows = np.flatnonzero(ok)
         pixels = np.stack(images_of(batch, rows)) if len(rows) else None
@@ -153,11 +160,23 @@ def embed_dataset(
     keep_embedding: bool = True,
     sha256: bool = False,
     model_id: str = "",
+    decode: str = "tasks",
 ):
-    """Pipeline rows -> load images at ``side`` (CPU tasks) -> :class:`Embedder` pool."""
+    """Pipeline rows -> load images at ``side`` -> the :class:`Embedder` pool.
+
+    ``decode``: ``"tasks"`` fetches and decodes in CPU tasks beside the actors (parallel, what a
+    GPU or a cheap encoder needs); ``"actor"`` does it in each actor between model calls (a CPU
+    encoder then has its node to itself: decoding is ~3% of a ViT-B/32's work, but decode tasks
+    running ahead slowed the actor's start-up 2x on 2 CPUs); ``"auto"``: actor without GPUs.
+    """
     from georay import pipeline as pl
 
-    ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
+    options = pl.actor_pool_options(pool)
+    in_actor = decode == "actor" or (decode == "auto" and not options["num_gpus"])
+    load = {"side": side, "sha256": sha256, "max_image_pixels": pool.max_image_pixels,
+            "max_file_bytes": pool.max_file_bytes}  # fmt: skip
+    if not in_actor:
+        ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
     return ds.map_batches(
         Embedder,
         fn_constructor_kwargs={
@@ -168,7 +187,8 @@ def embed_dataset(
             "threads": pool.torch_threads,
             "per_node": pl.actors_per_node(pool.num_actors),
             "model_id": model_id,
+            "decode": load if in_actor else None,
         },
         batch_format="numpy",
-        **pl.actor_pool_options(pool),
+        **options,
     )
