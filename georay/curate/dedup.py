@@ -21,9 +21,10 @@ How (each step scales with rows, never with pairs of rows)::
 What it can miss: near duplicates in different blocks (a view re-uploaded with other
 coordinates; two frames either side of a cell edge: at resolution 3, cells ~60 km across,
 about 0.3% of pairs 100 m apart), and what :mod:`georay.curate.duplicates` says about
-neighbours and IVF. Memory: the driver holds ~100-200 bytes per row of metadata (5M rows: about
-1 GB) and never an embedding; a block task holds its block's embeddings (a 500K-view block of
-512-d float32: 1 GB, plus the same again for its index).
+neighbours and IVF. Memory: the driver holds ~130 bytes of Arrow metadata per row and peaks at
+~350 while it groups (measured at 500K rows; 5M rows: about 2 GB), never an embedding; a block
+task holds its block's embeddings (a 500K-view block of 512-d float32: 1 GB, plus as much again
+for its index), and the shuffle spills to disk beyond the object store.
 
 Resuming: rows are committed through :class:`georay.pipeline.PartWriter` in parts that hold
 whole blocks, so a rerun skips the committed rows and recomputes only unfinished blocks, with
@@ -41,6 +42,7 @@ import posixpath
 import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -101,13 +103,15 @@ def read_scores(score_out: str) -> tuple[pa.Table, list[str], dict]:
             f"{score_out} holds no finished `curate score` output (scores/ and summary.json); "
             "run or finish curate score first"
         )
-    tables = []
-    for k, path in enumerate(files):
-        names = pq.read_schema(path, filesystem=reader.fs).names
-        t = pq.read_table(path, columns=[c for c in SCORE_COLUMNS if c in names],
+
+    def part(k: int) -> pa.Table:
+        names = pq.read_schema(files[k], filesystem=reader.fs).names
+        t = pq.read_table(files[k], columns=[c for c in SCORE_COLUMNS if c in names],
                           filesystem=reader.fs)  # fmt: skip
-        tables.append(t.append_column("_part", pa.array(np.full(t.num_rows, k, np.int32))))
-    rows = pa.concat_tables(tables, promote_options="permissive")
+        return t.append_column("_part", pa.array(np.full(t.num_rows, k, np.int32)))
+
+    with ThreadPoolExecutor(16) as pool:  # thousands of parts on S3: one request each
+        rows = pa.concat_tables(pool.map(part, range(len(files))), promote_options="permissive")
     if rows.num_rows != summary.get("rows_out", rows.num_rows):
         raise UserError(
             f"{score_out}: summary.json says {summary.get('rows_out')} rows but scores/ holds "
@@ -121,6 +125,18 @@ def _column(rows: pa.Table, name: str) -> np.ndarray | None:
     if name not in rows.column_names:
         return None
     return rows[name].to_numpy(zero_copy_only=False)
+
+
+def block_column(rows: pa.Table, res: int, chunk: int = 200_000) -> pa.Array:
+    """:func:`georay.curate.duplicates.block_keys` of every row as an Arrow string array,
+    computed a chunk at a time (Python strings of millions of cells would cost ~75 bytes each)."""
+    out = []
+    for a in range(0, rows.num_rows, chunk):
+        part = rows.slice(a, chunk)
+        keys = dup.block_keys(part.num_rows, res, _column(part, "lat"), _column(part, "lon"),
+                              _column(part, "country"))  # fmt: skip
+        out.append(pa.array(keys.tolist(), pa.string()))
+    return pa.concat_arrays(out) if out else pa.array([], pa.string())
 
 
 # ---- splitting oversized blocks ------------------------------------------------------------
@@ -262,7 +278,7 @@ def _run_blocks(cfg: DedupConfig, todo: pa.Table, embeddings, centroids, dim: in
     parts = todo["_part"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, parts[1:] != parts[:-1], True])
     tables = [todo.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    groups = len(set(todo["block"].to_pylist())) + sum(len(c) for c in centroids.values())
+    groups = pc.count_distinct(todo["block"]).as_py() + sum(len(c) for c in centroids.values())
     search = {"k": cfg.neighbours, "exact_rows": cfg.exact_rows, "nprobe": cfg.nprobe,
               "seed": cfg.seed}  # fmt: skip
     ctx = DataContext.get_current()
@@ -333,33 +349,30 @@ class _Committer:
         log.info("dedup: committed %d rows (%.1f rows/s)", self.total, rate)
 
 
-def _decisions(ids, kept, block, *, reason=None, duplicate_of=None, similarity=None) -> pa.Table:
+def _decisions(ids, kept: bool, block, *, reason=None, duplicate_of=None, similarity=None):
+    """Decision rows of ``ids`` (Arrow) that share ``kept`` and ``reason``."""
     n = len(ids)
     return pa.table(
         {
-            "image_id": pa.array(ids, pa.string()),
-            "kept": pa.array(np.broadcast_to(kept, n)),
-            "duplicate_of": pa.array(
-                duplicate_of if duplicate_of is not None else [None] * n, pa.string()
-            ),  # fmt: skip
-            "similarity": pa.array(
-                similarity if similarity is not None else [None] * n, pa.float32()
-            ),  # fmt: skip
+            "image_id": ids,
+            "kept": pa.array(np.full(n, kept)),
+            "duplicate_of": pa.nulls(n, pa.string()) if duplicate_of is None else duplicate_of,
+            "similarity": pa.nulls(n, pa.float32())
+            if similarity is None
+            else pa.array(similarity, pa.float32()),
             "reason": pa.array([reason] * n, pa.string()),
-            "block": pa.array(block, pa.string()),
+            "block": block,
         }
     )
 
 
 def _followers(rows: pa.Table, keeper: np.ndarray, todo: np.ndarray, committed: pa.Table):
     """Decisions of exact copies (rows ``todo``): they follow their keeper's final fate."""
-    ids = rows["image_id"].to_numpy(zero_copy_only=False)
-    keepers = pa.array(ids[keeper[todo]].tolist(), pa.string())
-    at = pc.index_in(keepers, value_set=committed["image_id"]).to_numpy(zero_copy_only=False)
-    fate = committed.take(pa.array(at.astype(np.int64)))
+    keepers = rows["image_id"].take(pa.array(keeper[todo]))
+    at = pc.index_in(keepers, value_set=committed["image_id"])
+    fate = committed.take(at)
     kept = fate["kept"].to_numpy(zero_copy_only=False)
-    rep = np.where(kept, keepers.to_numpy(zero_copy_only=False),
-                   fate["duplicate_of"].to_numpy(zero_copy_only=False))  # fmt: skip
+    rep = pc.if_else(fate["kept"], keepers, fate["duplicate_of"])  # the kept row they copy
     sim = np.where(kept, 1.0, fate["similarity"].to_numpy(zero_copy_only=False).astype(float))
     return rep, sim
 
@@ -404,11 +417,9 @@ def dedup(cfg: DedupConfig) -> dict:
     writer.open()
     done = writer.done_ids()
     n = rows.num_rows
-    ids = rows["image_id"].to_numpy(zero_copy_only=False)
     ok = pc.equal(rows["status"], "ok").to_numpy(zero_copy_only=False)
     is_done = pc.is_in(rows["image_id"], value_set=done).to_numpy(zero_copy_only=False)
-    blocks = dup.block_keys(n, cfg.h3_resolution, _column(rows, "lat"), _column(rows, "lon"),
-                            _column(rows, "country"))  # fmt: skip
+    blocks = block_column(rows, cfg.h3_resolution)
     keeper = np.arange(n)
     if hashed:
         okrows = np.flatnonzero(ok)
@@ -420,16 +431,17 @@ def dedup(cfg: DedupConfig) -> dict:
     sizes = _near_phase(cfg, rows, blocks, candidate, is_done, embeddings, commit)
     commit.flush()
     committed = writer.read(["image_id", "kept", "duplicate_of", "similarity"])
+    ids = rows["image_id"]
     errors = np.flatnonzero(~ok & ~is_done)
     for a in range(0, len(errors), cfg.rows_per_part):
-        i = errors[a : a + cfg.rows_per_part]
-        commit.add(_decisions(ids[i].tolist(), False, blocks[i].tolist(), reason=ERROR))
+        i = pa.array(errors[a : a + cfg.rows_per_part])
+        commit.add(_decisions(ids.take(i), False, blocks.take(i), reason=ERROR))
     copies = np.flatnonzero(ok & ~candidate & ~is_done)
     for a in range(0, len(copies), cfg.rows_per_part):
         i = copies[a : a + cfg.rows_per_part]
         rep, sim = _followers(rows, keeper, i, committed)
-        commit.add(_decisions(ids[i].tolist(), False, blocks[i].tolist(), reason=EXACT,
-                              duplicate_of=rep.tolist(), similarity=sim))  # fmt: skip
+        commit.add(_decisions(ids.take(pa.array(i)), False, blocks.take(pa.array(i)),
+                              reason=EXACT, duplicate_of=rep, similarity=sim))  # fmt: skip
     commit.flush()
     return _summarize(cfg, writer, n, sizes, commit.total, time.perf_counter() - start)
 
@@ -439,22 +451,27 @@ def _near_phase(cfg, rows, blocks, candidate, is_done, embeddings, commit) -> di
     cand = pa.table(
         {
             "image_id": rows["image_id"],
-            "block": pa.array(blocks.tolist(), pa.string()),
+            "block": blocks,
             "locatability": rows["locatability"],
             "_part": rows["_part"],
         }
     ).filter(pa.array(candidate))
-    sizes = dict(zip(*np.unique(np.asarray(cand["block"].to_pylist(), dtype=object),
-                                return_counts=True), strict=True))  # fmt: skip
-    sizes = {str(b): int(c) for b, c in sizes.items()}
+    counts = pc.value_counts(cand["block"])
+    sizes = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
+                     strict=True))  # fmt: skip
     todo = cand.filter(pa.array(~is_done[candidate]))
     if not todo.num_rows:
         return sizes
-    lone = np.array([sizes[b] == 1 or not cfg.near for b in todo["block"].to_pylist()], bool)
-    if lone.any():  # one view in its block (or no near search): kept without any search
-        t = todo.filter(pa.array(lone))
-        commit.add(_decisions(t["image_id"].to_pylist(), True, t["block"].to_pylist()))
-    todo = todo.filter(pa.array(~lone))
+    if not cfg.near:  # exact copies only: every other view is kept
+        commit.add(_decisions(todo["image_id"], True, todo["block"]))
+        return sizes
+    # One view in its block: kept without any search.
+    single = pa.array([b for b, k in sizes.items() if k == 1], pa.string())
+    lone = pc.is_in(todo["block"], value_set=single)
+    alone = todo.filter(lone)
+    if alone.num_rows:
+        commit.add(_decisions(alone["image_id"], True, alone["block"]))
+    todo = todo.filter(pc.invert(lone))
     if todo.num_rows:
         centroids = split_centroids(cfg, todo, embeddings, sizes)
         fs, path = filesystem_for(embeddings[int(todo["_part"][0].as_py())])
