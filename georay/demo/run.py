@@ -1,12 +1,14 @@
 """``georay demo``: the whole GeoReasoner pipeline on the built-in default.
 
-Synthetic world -> curate (fit the CLIP student on teacher labels, score, keep the locatable
-views) -> knowledge (stage-1 reasoning and stage-2 location conversations) -> train stage 1 ->
-train stage 2 -> bulk predict on the held-out views -> evaluate. Everything runs on a local Ray
+Synthetic world (with planted copies) -> curate (fit the CLIP student on teacher labels, score,
+keep the locatable views, drop duplicates, cap views per H3 cell) -> knowledge (stage-1
+reasoning and stage-2 location conversations) -> train stage 1 -> train stage 2 -> bulk predict
+on the held-out views -> evaluate. Everything runs on a local Ray
 with tiny models built in code, on CPU, and lands in one run folder::
 
     RUN/world/       images, manifest.parquet, clues.jsonl (georay synth)
-    RUN/curate/      head/, scores/, curated/, summary.json
+    RUN/curate/      head/, scores/, curated/, embeddings/, summary.json; dedup/ (curate
+                     dedup), balance/ (curate balance: the balanced curated set, cells.csv, png)
     RUN/knowledge/   reasoning.jsonl, location.jsonl, dropped.jsonl
     RUN/train/       reasoning/ and location/ artifacts (+ Ray Train checkpoints)
     RUN/predict/     predictions/ on the held-out split, summary.json
@@ -31,6 +33,12 @@ from georay.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# Curation settings for the tiny random-init encoder's world: at cosine 0.997 its embeddings
+# group 47 of the 48 planted copies with their source and merge 9 of 1,200 distinct views.
+DEDUP_SIMILARITY = 0.997
+# Curated views per H3 res-5 cell: median 5, densest 35; a cap of 30 trims the densest few.
+MAX_PER_CELL, CELL_RESOLUTION = 30, 5
+
 MARKER = "demo.json"  # marks a folder as a demo run, so --fresh only ever deletes our own runs
 
 
@@ -47,7 +55,16 @@ def _prepare(cfg: DemoConfig) -> Path:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
-    from georay.curate import FitConfig, ScoreConfig, fit, score
+    from georay.curate import (
+        BalanceConfig,
+        DedupConfig,
+        FitConfig,
+        ScoreConfig,
+        balance,
+        dedup,
+        fit,
+        score,
+    )
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
     from georay.predict import PredictConfig, predict
@@ -73,8 +90,13 @@ def run_demo(cfg: DemoConfig) -> dict:
         "synth",
         generate_world,
         SynthConfig(
-            output=str(world), n=cfg.n, countries=cfg.countries, seed=cfg.seed, corrupt=cfg.corrupt
-        ),
+            output=str(world),
+            n=cfg.n,
+            countries=cfg.countries,
+            seed=cfg.seed,
+            corrupt=cfg.corrupt,
+            duplicates=cfg.duplicates,
+        ),  # fmt: skip
     )
     fit_preset = load_preset("tiny", "georay.curate")
     step(
@@ -85,7 +107,29 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "curate_score",
         score,
-        ScoreConfig(head=str(curate / "head"), output=str(curate), input=manifest),
+        ScoreConfig(
+            head=str(curate / "head"),
+            output=str(curate),
+            input=manifest,
+            embeddings=True,
+            sha256=True,
+        ),  # fmt: skip
+    )
+    step(
+        "curate_dedup",
+        dedup,
+        DedupConfig(input=str(curate), output=str(curate / "dedup"), similarity=DEDUP_SIMILARITY),
+    )
+    step(
+        "curate_balance",
+        balance,
+        BalanceConfig(
+            input=str(curate),
+            dedup=str(curate / "dedup"),
+            output=str(curate / "balance"),
+            max_per_cell=MAX_PER_CELL,
+            h3_resolution=CELL_RESOLUTION,
+        ),  # fmt: skip
     )
     step(
         "knowledge",
@@ -93,7 +137,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         KnowledgeConfig(
             output=str(knowledge),
             clues=str(world / "clues.jsonl"),
-            manifest=str(curate / "curated"),
+            manifest=str(curate / "balance" / "curated"),
             splits=manifest,  # curated/ lacks the views curate dropped: take splits from all
             split="train",
         ),
@@ -180,9 +224,14 @@ def summary_table(out: dict) -> str:
     """A plain-text table of what each stage did, for the end of the demo."""
     t, countries = out["timings_s"], out["countries"]
     s, cs, kn = out["synth"], out["curate_score"], out["knowledge"]
+    dd, bl = out["curate_dedup"], out["curate_balance"]
     r1, r2, pr, ev = out["train_reasoning"], out["train_location"], out["predict"], out["evaluate"]
     rows = [
-        ("synth", f"{s['images']} views + {s['corrupt']} broken files, {countries} countries"),
+        (
+            "synth",
+            f"{s['images']} views + {s['duplicates']} copies + {s['corrupt']} broken files, "
+            f"{countries} countries",
+        ),
         (
             "curate_fit",
             f"student vs teacher Spearman {out['curate_fit']['metrics']['holdout']['spearman']:.3f}"
@@ -191,6 +240,16 @@ def summary_table(out: dict) -> str:
         (
             "curate_score",
             f"{cs['rows_in']} in = {cs['ok']} ok + {cs['error']} error; {cs['kept']} kept",
+        ),
+        (
+            "curate_dedup",
+            f"{dd['rows']} = {dd['kept']} kept + {dd['exact']} exact + {dd['near']} near "
+            f"copies + {dd['error']} error (cosine >= {dd['similarity']})",
+        ),
+        (
+            "curate_balance",
+            f"{bl['rows']} curated = {bl['kept']} kept + {bl['duplicate']} copies + "
+            f"{bl['cell_cap']} over {bl['max_per_cell']}/res-{bl['h3_resolution']} cell",
         ),
         (
             "knowledge",
