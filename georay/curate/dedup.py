@@ -386,9 +386,9 @@ def dedup(cfg: DedupConfig) -> dict:
         What ``OUT/summary.json`` holds: ``rows`` = ``kept`` + ``exact`` + ``near`` +
         ``error``, block sizes, ``elapsed_s``, ``rows_per_s``, the settings.
     """
-    init_ray(cfg.address)
     start = time.perf_counter()
-    rows, embeddings, score_job = read_scores(cfg.input)
+    rows, embeddings, score_job = read_scores(cfg.input)  # a wrong --input fails before Ray
+    init_ray(cfg.address)
     hashed = "sha256" in rows.column_names
     if cfg.near and not pl.PartWriter(cfg.input, tables=("scores", "embeddings")).files(
         "embeddings"
