@@ -124,8 +124,8 @@ class DedupConfig(RayConfig):
         for name in ("neighbours", "exact_rows", "nprobe", "rows_per_part"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_block_rows < 1000:
-            raise ValueError(f"max_block_rows is too small: {self.max_block_rows}")
+        if self.max_block_rows < 2:
+            raise ValueError(f"max_block_rows must be >= 2, got {self.max_block_rows}")
 
 
 @dataclass(kw_only=True)

@@ -187,7 +187,7 @@ def split_centroids(
     for b in todo:
         x = dup.normalise(np.concatenate(samples[b]))
         parts_n = max(2, math.ceil(sizes[b] / (cfg.max_block_rows / 2)))
-        centroids[b], _ = dup.split_block(x, min(parts_n, len(x) // 40 or 1), seed=cfg.seed)
+        centroids[b], _ = dup.split_block(x, min(parts_n, max(1, len(x) // 2)), seed=cfg.seed)
         buf = io.BytesIO()
         np.save(buf, centroids[b])
         write_bytes(_split_uri(cfg.output, b), buf.getvalue())

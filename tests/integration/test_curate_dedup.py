@@ -104,6 +104,28 @@ def test_dedup_resumes_with_the_same_decisions(scored, tmp_path):
         dedup(DedupConfig(input=str(score_out), output=str(out), similarity=0.9))
 
 
+def test_oversized_blocks_are_split_and_still_find_copies(scored, tmp_path):
+    manifest, score_out = scored
+    out = tmp_path / "split"
+    # Resolution 0: continent-sized blocks, several above 4 views, so those are split by
+    # k-means; the copies sit on their source's embedding and land on the same centroid.
+    cfg = DedupConfig(input=str(score_out), output=str(out), similarity=SIMILARITY,
+                      h3_resolution=0, max_block_rows=4, rows_per_part=4)  # fmt: skip
+    summary = dedup(cfg)
+    assert summary["blocks_split"] >= 2 and list((out / "_split").glob("*.npy"))
+    rows = _decisions(out)
+    assert any("/" in r["block"] for r in rows.values())  # sub-blocks <cell>/<k>
+    truth = read_manifest(str(manifest)).to_pandas().set_index("image_id")
+    for copy, source in truth.duplicate_of.dropna().items():
+        assert _group(rows, copy) == _group(rows, source), copy
+    # Resume after losing a part: the saved centroids split the blocks the same way.
+    parts = sorted((out / "dedup").glob("part-*"))
+    part = next(p for p in parts if any("/" in b for b in pq.read_table(p)["block"].to_pylist()))
+    part.unlink()
+    dedup(cfg)
+    assert _decisions(out) == rows
+
+
 def test_dedup_needs_embeddings_and_a_finished_score(scored, tmp_path):
     _, score_out = scored
     with pytest.raises(UserError, match="no finished"):
