@@ -164,15 +164,15 @@ def embed_dataset(
 ):
     """Pipeline rows -> load images at ``side`` -> the :class:`Embedder` pool.
 
-    ``decode``: ``"tasks"`` fetches and decodes in CPU tasks beside the actors (parallel, what a
-    GPU or a cheap encoder needs); ``"actor"`` does it in each actor between model calls (a CPU
-    encoder then has its node to itself: decoding is ~3% of a ViT-B/32's work, but decode tasks
-    running ahead slowed the actor's start-up 2x on 2 CPUs); ``"auto"``: actor without GPUs.
+    ``decode``: ``"tasks"`` fetches and decodes in CPU tasks beside the actors (in parallel:
+    what a GPU or a cheap encoder needs); ``"actor"`` does it in each actor between model calls
+    (a CPU encoder then has the node to itself: decoding is ~3% of a ViT-B/32's work, but decode
+    tasks running ahead during the actor's start-up doubled it on a loaded 2-CPU node).
     """
     from georay import pipeline as pl
 
     options = pl.actor_pool_options(pool)
-    in_actor = decode == "actor" or (decode == "auto" and not options["num_gpus"])
+    in_actor = decode == "actor"
     load = {"side": side, "sha256": sha256, "max_image_pixels": pool.max_image_pixels,
             "max_file_bytes": pool.max_file_bytes}  # fmt: skip
     if not in_actor:
