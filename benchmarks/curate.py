@@ -1,19 +1,27 @@
-"""Curate throughput and memory: ``curate score`` vs a plain loop vs the encoder alone.
+"""Curate throughput, scale and memory: ``curate score`` vs a plain loop vs the encoder alone,
+and ``curate dedup``.
 
-    .venv/bin/python -m benchmarks.curate [--n 2000] [--encoders vit,small] [--memory]
+    .venv/bin/python -m benchmarks.curate [--n 2000] [--encoders vit,small] [--scale]
 
 On ``--n`` synthetic 640x480 JPEGs (``georay synth``, cached under ``--world``), for each encoder:
 
-(a) ``georay.curate.score`` on a local Ray (manifest in, scores/curated/summary out);
+(a) ``georay.curate.score`` on a local Ray (manifest in, scores/curated/summary out), once per
+    decode placement (``--placements``: ``--decode tasks``, CPU tasks beside the encoder actor,
+    or ``--decode actor``, in the actor between model calls);
 (b) a plain single-process loop: PIL open + full decode + open_clip's own preprocess + batched
     forward (the head is one matrix product, left out);
-(c) the encoder alone on pre-decoded, normalised tensors: the ceiling.
+(c) the encoder alone on pre-decoded, normalised tensors: the ceiling; measured before and after
+    the (a) runs and averaged, since a shared machine's load drifts.
 
-Encoders: ViT-B-32 (random init; the model dominates on CPUs, target a/c >= 0.8) and ``small``
-(the in-code ~0.1 GMAC ViT; decoding dominates, target a/b >= 1.5). ``--memory`` also measures
-the peak resident memory of the whole Ray session (driver, raylet, workers) scoring 2k vs 8k
-manifest rows (the 8k manifest repeats the images under new ids). Results go to stdout and to
-the ``curate`` section of BENCHMARKS.md.
+Encoders: ViT-B-32 (random init; the model dominates on CPUs, targets a/c >= 0.8, a/b >= 1.0)
+and ``small`` (the in-code ~0.1 GMAC ViT; decoding dominates, target a/b >= 1.5). Each (a) is
+broken down from Ray Data's stats (``summary.json`` ``stages``): the encoder actor's own rate
+while busy (vs (c): model efficiency), the share of its span it was busy (pipeline efficiency)
+and the seconds outside that span (start-up and end). ``--scale`` scores ``--scale-rows``
+manifests (5k and 20k; the images repeat under new ids) with the small encoder and dedups each
+output, in a fresh Ray each time: rows/s, peak memory of the whole session, rows out. Results go
+to stdout and to the ``curate`` section of BENCHMARKS.md, with the 1-min load average and CPU
+count at the start and the end.
 """
 
 from __future__ import annotations
@@ -143,7 +151,8 @@ def _memory_manifest(manifest: Path, n: int, out: Path) -> Path:
     """A manifest of n rows cycling over the world's images under new ids."""
     import pyarrow as pa
 
-    table = read_manifest(str(manifest)).select(["image_id", "uri"])
+    # Coordinates too, so that dedup sees the world's cells as its blocks.
+    table = read_manifest(str(manifest)).select(["image_id", "uri", "lat", "lon", "country"])
     idx = np.arange(n) % table.num_rows
     rows = table.take(pa.array(idx))
     ids = [f"{i}-{k}" for k, i in enumerate(rows["image_id"].to_pylist())]
@@ -169,24 +178,49 @@ def median(f, repeats: int) -> float:
     return statistics.median(f() for _ in range(repeats))
 
 
+def breakdown(summary: dict) -> dict:
+    """The encoder actor's share of a score run, from Ray Data's per-operator stats."""
+    actor = next((v for k, v in summary.get("stages", {}).items() if "Embedder" in k), None)
+    if not actor or not actor["wall_s"] or not actor["span_s"]:
+        return {}
+    return {
+        "actor_img_s": summary["rows_this_run"] / actor["wall_s"],
+        "actor_busy": min(1.0, actor["wall_s"] / actor["span_s"]),
+        "outside_actor_s": summary["elapsed_s"] - actor["span_s"],
+    }
+
+
 def measure(key: str, args, manifest: Path, uris: list[str], sub: Path) -> dict:
-    """(a), (b), (c) for one encoder, back to back."""
+    """(c), (a) per decode placement, (b), (c) again, for one encoder, back to back."""
     name = ENCODERS[key]
     n = args.vit_n if key == "vit" and args.vit_n else args.n
     if n < args.n:
         manifest = sub / f"manifest-{n}.parquet"
         write_manifest(read_manifest(str(sub / "manifest.parquet")).slice(0, n), str(manifest))
     head = head_for(name, sub / f"head-{key}")
+    load = [os.getloadavg()[0]]
+    c0 = median(lambda: bench_encoder(name, args.plain_n, args.batch), args.repeats)
     # Decoding dominates with the small encoder: pack two decode tasks per core slot.
     pool = {"batch_size": args.batch, "decode_cpus": 0.5 if key == "small" else 1.0}
-    a = median(
-        lambda: bench_score(manifest, head, sub / f"o-{key}-{time.time_ns()}", **pool)[0],
-        args.repeats,
-    )
+    runs = {}
+    for placement in args.placements.split(","):
+        pool["decode"] = placement
+        tries = []
+        for _ in range(args.repeats):  # a fresh output each time: a rerun would only resume
+            out = sub / f"o-{key}-{placement}-{time.time_ns()}"
+            rate, summary = bench_score(manifest, head, out, **pool)
+            tries.append({"score_img_s": rate, **breakdown(summary)})
+        runs[placement] = sorted(tries, key=lambda r: r["score_img_s"])[len(tries) // 2]
     b = median(lambda: bench_plain(uris[: args.plain_n], name, args.batch), args.repeats)
-    c = median(lambda: bench_encoder(name, args.plain_n, args.batch), args.repeats)
-    return {"model": name, "n": n, "score_img_s": a, "plain_img_s": b, "encoder_img_s": c,
-            "a_over_b": a / b, "a_over_c": a / c}  # fmt: skip
+    c1 = median(lambda: bench_encoder(name, args.plain_n, args.batch), args.repeats)
+    c = (c0 + c1) / 2
+    load.append(os.getloadavg()[0])
+    for r in runs.values():
+        r.update(a_over_b=r["score_img_s"] / b, a_over_c=r["score_img_s"] / c)
+        if "actor_img_s" in r:
+            r["actor_over_c"] = r["actor_img_s"] / c
+    return {"model": name, "n": n, "runs": runs, "plain_img_s": b, "encoder_img_s": c,
+            "encoder_img_s_before_after": [c0, c1], "load": load}  # fmt: skip
 
 
 def _init_ray() -> None:
@@ -199,79 +233,230 @@ def _init_ray() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
+def bench_scale(manifest: Path, sub: Path, sizes: list[int]) -> dict:
+    """Score (small encoder, embeddings on) and dedup ``sizes`` rows, a fresh Ray each time."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from georay.curate import DedupConfig, dedup
+
+    head = head_for("small", sub / "head-scale")
+    out: dict = {}
+    for n in sizes:
+        m = _memory_manifest(manifest, n, sub / f"scale-{n}.parquet")
+        score_out, dedup_out = sub / f"scale-score-{n}", sub / f"scale-dedup-{n}"
+        _init_ray()
+        with PeakRSS() as peak:
+            _, summary = bench_score(m, head, score_out, decode="tasks", decode_cpus=0.5,
+                                     embeddings=True)  # fmt: skip
+        ids = pq.read_table(score_out / "scores", columns=["image_id"])["image_id"]
+        row = {"score_rows_s": summary["rows_this_run"] / summary["elapsed_s"],
+               "score_peak_pss_gib": peak.peak / 2**30,
+               "score_rows": len(ids), "score_unique_ids": len(set(ids.to_pylist()))}  # fmt: skip
+        ray.shutdown()
+        _init_ray()
+        with PeakRSS() as peak:
+            d = dedup(DedupConfig(input=str(score_out), output=str(dedup_out), similarity=0.995))
+        ray.shutdown()
+        ids = pq.read_table(dedup_out / "dedup", columns=["image_id"])["image_id"]
+        row.update(dedup_rows_s=d["rows_this_run"] / d["elapsed_s"],
+                   dedup_peak_pss_gib=peak.peak / 2**30, dedup_rows=len(ids),
+                   dedup_unique_ids=len(set(ids.to_pylist())), dedup_blocks=d["blocks"],
+                   dedup_largest_block=d["largest_blocks"][0])  # fmt: skip
+        out[n] = row
+        print(json.dumps({"scale": {n: row}}), flush=True)
+    return out
+
+
+def fake_scores(out: Path, n: int, dim: int = 256, seed: int = 0) -> Path:
+    """A finished ``curate score`` output of ``n`` rows without images, for dedup at sizes
+    scoring cannot reach here: random unit embeddings (distinct views sit near cosine 0), 5% of
+    rows planted copies of another row (cosine ~0.999, same place), at 40 cities whose shares
+    follow 1/rank (the largest block goes past --exact-rows to the IVF index)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    cities = rng.uniform([-50, -180], [60, 180], (40, 2))
+    share = 1 / np.arange(1, 41)
+    city = rng.choice(40, n, p=share / share.sum())
+    lat = cities[city, 0] + rng.normal(0, 0.05, n)
+    lon = cities[city, 1] + rng.normal(0, 0.05, n)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    copies = rng.choice(n, n // 20, replace=False)
+    sources = rng.choice(n, n // 20)
+    x[copies] = x[sources] + rng.normal(0, 0.01, (len(copies), dim)).astype(np.float32)
+    lat[copies], lon[copies] = lat[sources], lon[sources]
+    for k, a in enumerate(range(0, n, 16384)):
+        b = min(n, a + 16384)
+        ids = pa.array([f"v{i:09d}" for i in range(a, b)])
+        scores = pa.table({"image_id": ids, "lat": lat[a:b], "lon": lon[a:b],
+                           "locatability": rng.random(b - a).astype(np.float32),
+                           "status": pa.array(["ok"] * (b - a))})  # fmt: skip
+        flat = pa.array(x[a:b].reshape(-1), pa.float32())
+        emb = pa.table({"image_id": ids,
+                        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})  # fmt: skip
+        for table, t in (("embeddings", emb), ("scores", scores)):
+            (out / table).mkdir(parents=True, exist_ok=True)
+            pq.write_table(t, out / table / f"part-fake-{k:06d}.parquet")
+    (out / "summary.json").write_text(json.dumps({"rows_out": n}))
+    (out / "job.json").write_text(json.dumps({"model": "synthetic"}))
+    return out
+
+
+def bench_dedup(sub: Path, sizes: list[int]) -> dict:
+    """Dedup of :func:`fake_scores` outputs, a fresh Ray each time: rows/s, peak memory."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from georay.curate import DedupConfig, dedup
+
+    out: dict = {}
+    for n in sizes:
+        scores = fake_scores(sub / f"fake-{n}", n)
+        _init_ray()
+        with PeakRSS() as peak:
+            d = dedup(DedupConfig(input=str(scores), output=str(sub / f"fake-dedup-{n}"),
+                                  similarity=0.95))  # fmt: skip
+        ray.shutdown()
+        ids = pq.read_table(sub / f"fake-dedup-{n}" / "dedup", columns=["image_id"])["image_id"]
+        out[n] = {"rows_s": d["rows_this_run"] / d["elapsed_s"], "elapsed_s": d["elapsed_s"],
+                  "peak_pss_gib": peak.peak / 2**30, "rows": len(ids),
+                  "unique_ids": len(set(ids.to_pylist())), "near": d["near"],
+                  "planted": n // 20, "blocks": d["blocks"], "largest": d["largest_blocks"][0],
+                  "ivf_blocks": d["blocks_ivf"]}  # fmt: skip
+        print(json.dumps({"dedup": {n: out[n]}}), flush=True)
+    return out
+
+
 def run(args) -> dict:
     import ray
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
+    results: dict = {"n": args.n, "encoders": {}, "cpus": os.cpu_count(),
+                     "load": [os.getloadavg()[0]]}  # fmt: skip
     manifest = world(Path(args.world), args.n)
     table = read_manifest(str(manifest)).slice(0, args.n)
     uris = table["uri"].to_pylist()
     sub = Path(tempfile.mkdtemp(prefix="georay-bench-"))
     n_manifest = sub / "manifest.parquet"
     write_manifest(table, str(n_manifest))
-    _init_ray()
-    results: dict = {"n": args.n, "encoders": {}, "load": [os.getloadavg()[0]]}
-    for key in args.encoders.split(","):
-        results["encoders"][key] = measure(key, args, n_manifest, uris, sub)
-        print(json.dumps({key: results["encoders"][key]}), flush=True)
-    ray.shutdown()
-    if args.memory:
-        head = head_for("small", sub / "head-mem")
-        mem = {}
-        for n in args.memory_rows:  # a fresh Ray each time: no idle workers carried over
-            m = _memory_manifest(manifest, n, sub / f"mem-{n}.parquet")
-            _init_ray()
-            with PeakRSS() as peak:
-                rate, _ = bench_score(m, head, sub / f"mem-out-{n}", decode_cpus=0.5)
-            ray.shutdown()
-            mem[n] = {"peak_pss_gib": peak.peak / 2**30, "img_s": rate}
-            print(json.dumps({"memory": {n: mem[n]}}), flush=True)
-        results["memory"] = mem
+    if args.encoders:
+        _init_ray()
+        for key in args.encoders.split(","):
+            results["encoders"][key] = measure(key, args, n_manifest, uris, sub)
+            print(json.dumps({key: results["encoders"][key]}), flush=True)
+        ray.shutdown()
+    if args.scale:
+        results["scale"] = bench_scale(manifest, sub, args.scale_rows)
+    if args.dedup_rows:
+        results["dedup"] = bench_dedup(sub, args.dedup_rows)
     results["load"].append(os.getloadavg()[0])
     return results
 
 
+def _scale_lines(scale: dict) -> list[str]:
+    (lo, a), (hi, b) = sorted(scale.items())[0], sorted(scale.items())[-1]
+    lines = [
+        "",
+        f"Scale (`--scale`, small encoder; {lo:,} and {hi:,} manifest rows, the images repeated "
+        "under new ids; a fresh local Ray per run; peak = summed PSS of driver, raylet and "
+        "workers; dedup at similarity 0.995 on the score output, no sha256 so every row goes "
+        "through the near-duplicate search):",
+        "",
+        "| rows | score rows/s | score peak GiB | score rows out (unique ids) | dedup rows/s "
+        "| dedup peak GiB | dedup rows out (unique ids) | blocks (largest) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n, r in sorted(scale.items()):
+        lines.append(
+            f"| {n:,} | {r['score_rows_s']:.1f} | {r['score_peak_pss_gib']:.2f} | "
+            f"{r['score_rows']:,} ({r['score_unique_ids']:,}) | {r['dedup_rows_s']:.1f} | "
+            f"{r['dedup_peak_pss_gib']:.2f} | {r['dedup_rows']:,} ({r['dedup_unique_ids']:,}) | "
+            f"{r['dedup_blocks']} ({r['dedup_largest_block']:,}) |"
+        )
+    lines += [
+        "",
+        f"{hi:,} vs {lo:,} rows (target: within 20%): score rows/s "
+        f"{b['score_rows_s'] / a['score_rows_s']:.2f}, score peak memory "
+        f"{b['score_peak_pss_gib'] / a['score_peak_pss_gib']:.2f}; dedup rows/s "
+        f"{b['dedup_rows_s'] / a['dedup_rows_s']:.2f}, dedup peak memory "
+        f"{b['dedup_peak_pss_gib'] / a['dedup_peak_pss_gib']:.2f}. Rate of the rows between "
+        f"the two sizes (start-up cancels out): score {_marginal(a, b, lo, hi, 'score')} "
+        f"rows/s, dedup {_marginal(a, b, lo, hi, 'dedup')} rows/s.",
+    ]
+    return lines
+
+
+def _marginal(a: dict, b: dict, lo: int, hi: int, step: str) -> str:
+    """Rows/s of the extra rows of the larger run: fixed start-up costs cancel out."""
+    extra = hi / b[f"{step}_rows_s"] - lo / a[f"{step}_rows_s"]
+    return f"{(hi - lo) / extra:.1f}" if extra > 0 else "n/a (the larger run took less time)"
+
+
+def _dedup_lines(runs: dict) -> list[str]:
+    lines = [
+        "",
+        "Dedup alone (`--dedup-rows`) on synthetic score outputs: random 256-d unit embeddings, "
+        "5% planted copies (cosine ~0.999) at their source's place, 40 cities with shares "
+        "1/rank; similarity 0.95, defaults otherwise (exact search up to 20,000 views a block, "
+        "IVF above); a fresh local Ray per run:",
+        "",
+        "| rows | dedup rows/s | s | peak GiB | rows out (unique ids) | near dropped / planted "
+        "| blocks (largest, IVF) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, r in sorted(runs.items()):
+        lines.append(
+            f"| {n:,} | {r['rows_s']:,.0f} | {r['elapsed_s']:.0f} | {r['peak_pss_gib']:.2f} | "
+            f"{r['rows']:,} ({r['unique_ids']:,}) | {r['near']:,} / {r['planted']:,} | "
+            f"{r['blocks']} ({r['largest']:,}, {r['ivf_blocks']}) |"
+        )
+    return lines
+
+
 def report(args, results: dict, seconds: float) -> str:
+    load = results["load"]
     lines = [
         START,
         "## curate",
         "",
         f"Command: `{' '.join([Path(sys.executable).name, '-m', 'benchmarks.curate', *sys.argv[1:]])}`  ",
         f"Machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"{seconds / 60:.1f} min. **The machine was shared with other agents while measuring** "
-        f"(1-min load average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at "
-        "the end, on 2 cores), so absolute rates are noisy; the ratios compare runs made back to "
-        "back in the same process. Ray workers run at nice 0 "
-        "(`RAY_worker_niceness=0`, Ray's default is 15) so that (a) competes with the other "
-        "agents on the same terms as (b) and (c).",
-        "",
-        f"Up to {results['n']} synthetic 640x480 JPEGs (`georay synth --countries 8 --seed 0`); "
-        f"(b) and (c) on the first {args.plain_n}; batch {args.batch}; medians of "
-        f"{args.repeats} run(s). (a) = `georay.curate.score` on a local Ray (1 encoder actor, "
-        "decode in tasks, writing scores/curated/summary), (b) = one process: PIL full decode + "
-        "open_clip preprocess + batched forward, (c) = encoder alone on pre-decoded tensors.",
-        "",
-        "| encoder | images (a) | (a) score img/s | (b) plain img/s | (c) encoder img/s | a/b "
-        "| a/c | target |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{seconds / 60:.1f} min; 1-min load average {load[0]:.1f} at the start, {load[1]:.1f} "
+        f"at the end ({results['cpus']} CPUs). Ray workers at nice 0 (`RAY_worker_niceness=0`).",
     ]
-    targets = {"vit": "a/c >= 0.8", "small": "a/b >= 1.5"}
-    for key, r in results["encoders"].items():
-        lines.append(
-            f"| {r['model']} | {r['n']} | {r['score_img_s']:.1f} | {r['plain_img_s']:.1f} | "
-            f"{r['encoder_img_s']:.1f} | {r['a_over_b']:.2f} | {r['a_over_c']:.2f} | "
-            f"{targets[key]} |"
-        )
-    if "memory" in results:
-        (lo, m_lo), (hi, m_hi) = sorted(results["memory"].items())
-        ratio = m_hi["peak_pss_gib"] / m_lo["peak_pss_gib"]
+    if results["encoders"]:
         lines += [
             "",
-            "Peak memory of a fresh local Ray session per size (driver + raylet + workers, "
-            f"summed PSS, `small` encoder): {lo} rows {m_lo['peak_pss_gib']:.2f} GiB, {hi} rows "
-            f"{m_hi['peak_pss_gib']:.2f} GiB: ratio {ratio:.2f} (target: flat within 20%).",
+            f"Up to {results['n']} synthetic 640x480 JPEGs (`georay synth --countries 8 --seed 0`); "
+            f"(b) and (c) on the first {args.plain_n}; batch {args.batch}. (a) = "
+            "`georay.curate.score` on a local Ray (1 encoder actor; `--decode tasks`: decode in "
+            "CPU tasks, `--decode actor`: in the actor), (b) = one process: PIL full decode + open_clip "
+            "preprocess + batched forward, (c) = encoder alone on pre-decoded tensors (mean of a "
+            "run before and one after (a)). Breakdown of (a) from Ray Data's stats: the actor's "
+            "rate while busy / (c), the share of its span it was busy, seconds outside its span.",
+            "",
+            "| encoder | decode | images (a) | (a) img/s | (b) img/s | (c) img/s | a/b | a/c "
+            "| actor busy rate / c | actor busy share | s outside actor | load before, after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        for r in results["encoders"].values():
+            for placement, a in r["runs"].items():
+                lines.append(
+                    f"| {r['model']} | {placement} | {r['n']} | {a['score_img_s']:.1f} | "
+                    f"{r['plain_img_s']:.1f} | {r['encoder_img_s']:.1f} | {a['a_over_b']:.2f} | "
+                    f"{a['a_over_c']:.2f} | {a.get('actor_over_c', float('nan')):.2f} | "
+                    f"{a.get('actor_busy', float('nan')):.2f} | "
+                    f"{a.get('outside_actor_s', float('nan')):.0f} | "
+                    f"{r['load'][0]:.1f}, {r['load'][1]:.1f} |"
+                )
+        lines += ["", "Targets: ViT-B-32 a/c >= 0.8 and a/b >= 1.0; small a/b >= 1.5."]
+    if "scale" in results:
+        lines += _scale_lines(results["scale"])
+    if "dedup" in results:
+        lines += _dedup_lines(results["dedup"])
     if args.quality_head:
         lines += ["", quality_line(args.quality_head)]
     lines += ["", "Raw: `" + json.dumps(results) + "`", END]
@@ -309,12 +494,16 @@ def main() -> None:
     p.add_argument("--n", type=int, default=2000, help="images for (a)")
     p.add_argument("--vit-n", type=int, default=0, help="images for (a) with ViT-B-32 (0: --n)")
     p.add_argument("--plain-n", type=int, default=256, help="images for (b) and (c)")
-    p.add_argument("--encoders", default="vit,small")
+    p.add_argument("--encoders", default="vit,small", help="'' with --scale: scale only")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--memory", action="store_true", help="peak memory at 2k vs 8k rows")
-    p.add_argument("--memory-rows", type=lambda t: [int(x) for x in t.split(",")],
-                   default=[2000, 8000], help="the two manifest sizes of --memory")  # fmt: skip
+    p.add_argument("--placements", default="tasks,actor",
+                   help="decode placements (--decode) of (a): tasks, actor")  # fmt: skip
+    p.add_argument("--scale", action="store_true", help="score + dedup at --scale-rows")
+    p.add_argument("--scale-rows", type=lambda t: [int(x) for x in t.split(",")],
+                   default=[5000, 20000], help="manifest sizes of --scale")  # fmt: skip
+    p.add_argument("--dedup-rows", type=lambda t: [int(x) for x in t.split(",")], default=[],
+                   help="also dedup synthetic score outputs of these sizes (no images)")  # fmt: skip
     p.add_argument("--world", default=str(Path(tempfile.gettempdir()) / "georay-bench-world"))
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--quality-head", default=None, help="add the fit metrics of this head")

@@ -1,7 +1,7 @@
-"""``georay curate fit | score``: flags map one-to-one to :class:`FitConfig` / :class:`ScoreConfig`."""
+"""``georay curate fit | score | dedup | balance``: flags map one-to-one to their configs."""
 
 from georay.command import Command, Group, show_json
-from georay.curate.config import FitConfig, ScoreConfig
+from georay.curate.config import BalanceConfig, DedupConfig, FitConfig, ScoreConfig
 
 
 def _show_fit(info: dict) -> str:
@@ -11,7 +11,7 @@ def _show_fit(info: dict) -> str:
 COMMANDS = [
     Group(
         "curate",
-        help="locatability teacher/student: fit the student, score images",
+        help="locatability teacher/student: fit, score; then dedup and balance the curated set",
         commands=[
             Command(
                 "fit",
@@ -29,6 +29,26 @@ COMMANDS = [
                 description="Score every image of --input with a fitted head; writes OUT/scores/ "
                 "(one row per image, ok or error), OUT/curated/ (the locatable ones) and "
                 "OUT/summary.json. Rerun to resume.",
+            ),
+            Command(
+                "dedup",
+                DedupConfig,
+                "georay.curate.dedup:dedup",
+                help="drop exact copies and near duplicates of a scored set; resumable",
+                description="Read a `curate score` output (--sha256 for exact copies, "
+                "--embeddings for near duplicates) and decide every row once: OUT/dedup/ "
+                "(kept, duplicate_of, similarity, reason) and OUT/summary.json. Near duplicates "
+                "are searched within H3 cells (faiss kNN, cosine >= --similarity); the most "
+                "locatable view of each group is kept. Rerun to resume.",
+            ),
+            Command(
+                "balance",
+                BalanceConfig,
+                "georay.curate.balance:balance",
+                help="cap the curated views per H3 cell (and country), keeping the most locatable",
+                description="Write OUT/curated/ (the balanced set), OUT/decisions.parquet, "
+                "OUT/cells.csv, OUT/balance.png and OUT/summary.json from a `curate score` "
+                "output, leaving out what `curate dedup` (--dedup) dropped.",
             ),
         ],
     )

@@ -8,14 +8,13 @@ and optionally scores them with a head (``score``) and labels them with an ADE20
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from georay.data.ade20k import locatability
 from georay.pipeline.settings import PoolSettings
-from georay.pipeline.stages import clean_status, images_of, ok_mask
+from georay.pipeline.stages import actor_threads, clean_status, images_of, load_images, ok_mask
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,12 @@ class Embedder:
         Segmenter path or id: adds ``teacher_locatability`` from predicted class areas.
     keep_embedding
         Return the ``embedding`` column (fit, embedding export) or drop it.
-    threads
-        torch intra-op threads; 0 = this node's CPUs divided by ``pool_size``.
+    threads, per_node
+        torch intra-op threads; 0 = this node's CPUs (as Ray reports them) divided by
+        ``per_node``, the pool's actors on a node.
+    decode
+        :func:`georay.pipeline.load_images` arguments: fetch and decode in this actor, between
+        model calls, instead of in separate tasks (``--decode actor``).
     """
 
     def __init__(
@@ -75,8 +78,9 @@ class Embedder:
         segmenter: str | None = None,
         keep_embedding: bool = True,
         threads: int = 0,
-        pool_size: int = 1,
+        per_node: int = 1,
         model_id: str = "",
+        decode: dict | None = None,
     ):
         import torch
 
@@ -84,7 +88,7 @@ class Embedder:
             self.device = "cuda"
         else:
             self.device = "cpu"
-            torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // pool_size))
+            torch.set_num_threads(actor_threads(threads, per_node))
         self.visual, self.pre = load_encoder(EncoderSpec(**encoder), self.device)
         self.head = None
         if head:
@@ -98,6 +102,7 @@ class Embedder:
             self.segmenter = load_segmenter(segmenter, self.device)
         self.keep_embedding = keep_embedding
         self.model_id = model_id
+        self.decode = decode
 
     def _encoder_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels at the encoder's side (the decode side is larger when a segmenter runs too)."""
@@ -113,6 +118,8 @@ class Embedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from georay.models.clip import encode
 
+        if self.decode is not None:
+            batch = load_images(batch, **self.decode)
         ok = ok_mask(batch)
         rows = np.flatnonzero(ok)
         pixels = np.stack(images_of(batch, rows)) if len(rows) else None
@@ -153,11 +160,23 @@ def embed_dataset(
     keep_embedding: bool = True,
     sha256: bool = False,
     model_id: str = "",
+    decode: str = "tasks",
 ):
-    """Pipeline rows -> load images at ``side`` (CPU tasks) -> :class:`Embedder` pool."""
+    """Pipeline rows -> load images at ``side`` -> the :class:`Embedder` pool.
+
+    ``decode``: ``"tasks"`` fetches and decodes in CPU tasks beside the actors (in parallel:
+    what a GPU or a cheap encoder needs); ``"actor"`` does it in each actor between model calls
+    (a CPU encoder then has the node to itself: decoding is ~3% of a ViT-B/32's work, but decode
+    tasks running ahead during the actor's start-up doubled it on a loaded 2-CPU node).
+    """
     from georay import pipeline as pl
 
-    ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
+    options = pl.actor_pool_options(pool)
+    in_actor = decode == "actor"
+    load = {"side": side, "sha256": sha256, "max_image_pixels": pool.max_image_pixels,
+            "max_file_bytes": pool.max_file_bytes}  # fmt: skip
+    if not in_actor:
+        ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
     return ds.map_batches(
         Embedder,
         fn_constructor_kwargs={
@@ -166,9 +185,10 @@ def embed_dataset(
             "segmenter": segmenter,
             "keep_embedding": keep_embedding,
             "threads": pool.torch_threads,
-            "pool_size": pool.num_actors,
+            "per_node": pl.actors_per_node(pool.num_actors),
             "model_id": model_id,
+            "decode": load if in_actor else None,
         },
         batch_format="numpy",
-        **pl.actor_pool_options(pool),
+        **options,
     )

@@ -130,7 +130,8 @@ def score(cfg: ScoreConfig) -> dict:
 
     def stages(ds):
         return embed_dataset(ds, spec, info["side"], cfg, head=cfg.head,
-                             keep_embedding=cfg.embeddings, sha256=cfg.sha256, model_id=model)  # fmt: skip
+                             keep_embedding=cfg.embeddings, sha256=cfg.sha256, model_id=model,
+                             decode=cfg.decode)  # fmt: skip
 
     job = pl.BulkJob(
         name="curate score",

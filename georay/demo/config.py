@@ -16,6 +16,9 @@ class DemoConfig(RayConfig):
     countries: int = option(8, help="countries in the synthetic world")
     seed: int = option(0, help="seed of the world and the tiny models")
     corrupt: int = option(4, help="broken files mixed into the world (they become error rows)")
+    duplicates: int = option(
+        48, help="planted copies of views in the world (curate dedup should drop them)"
+    )
     base_preset: str = option(
         "tiny_base", help="pretraining stand-in preset (a file, or a name shipped in georay.train)"
     )
@@ -35,5 +38,5 @@ class DemoConfig(RayConfig):
             raise ValueError(f"n must be >= 50 for a meaningful demo, got {self.n}")
         if self.countries < 2:
             raise ValueError(f"countries must be >= 2, got {self.countries}")
-        if self.corrupt < 0:
-            raise ValueError(f"corrupt must be >= 0, got {self.corrupt}")
+        if self.corrupt < 0 or self.duplicates < 0:
+            raise ValueError("corrupt and duplicates must be >= 0")

@@ -1,15 +1,17 @@
 """``georay demo``: the whole GeoReasoner pipeline on the built-in default.
 
-Synthetic world -> curate (fit the CLIP student on teacher labels, score, keep the locatable
-views) -> knowledge (stage-1 reasoning and stage-2 location conversations) -> train the tiny
-model's base (its stand-in for pretraining: scene descriptions that name no place) -> stage 1 and
-stage 2 as LoRA adapters, as for a real model -> bulk predict on the held-out views -> the two baselines on the same views (CLIP
-zero-shot with the tiny encoder; kNN retrieval over the curate step's embeddings of the train
-split) -> evaluate the three side by side. Everything runs on a local Ray with tiny models built
-in code, on CPU, and lands in one run folder::
+Synthetic world (with planted copies) -> curate (fit the CLIP student on teacher labels, score,
+keep the locatable views, drop duplicates, cap views per H3 cell) -> knowledge (stage-1
+reasoning and stage-2 location conversations) -> train the tiny model's base (its stand-in for
+pretraining: scene descriptions that name no place) -> stage 1 and stage 2 as LoRA adapters, as
+for a real model -> bulk predict on the held-out views -> the two baselines on the same views
+(CLIP zero-shot with the tiny encoder; kNN retrieval over the curate step's embeddings of the
+train split) -> evaluate the three side by side. Everything runs on a local Ray with tiny models
+built in code, on CPU, and lands in one run folder::
 
-    RUN/world/       images, manifest.parquet, clues.jsonl (georay synth)
-    RUN/curate/      head/, scores/, curated/, embeddings/, summary.json
+    RUN/world/       images, manifest.parquet, clues.jsonl, pretrain.jsonl (georay synth)
+    RUN/curate/      head/, scores/, curated/, embeddings/, summary.json; dedup/ (curate
+                     dedup), balance/ (curate balance: the balanced curated set, cells.csv, png)
     RUN/knowledge/   reasoning.jsonl, location.jsonl, dropped.jsonl
     RUN/train/       base/, reasoning/ and location/ artifacts (+ Ray Train checkpoints)
     RUN/predict/     predictions/ on the held-out split, summary.json
@@ -35,6 +37,12 @@ from georay.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# Curation settings for the tiny random-init encoder's world: at cosine 0.997 its embeddings
+# group 47 of the 48 planted copies with their source and merge 9 of 1,200 distinct views.
+DEDUP_SIMILARITY = 0.997
+# Curated views per H3 res-5 cell: median 5, densest 35; a cap of 30 trims the densest few.
+MAX_PER_CELL, CELL_RESOLUTION = 30, 5
+
 MARKER = "demo.json"  # marks a folder as a demo run, so --fresh only ever deletes our own runs
 
 
@@ -52,7 +60,16 @@ def _prepare(cfg: DemoConfig) -> Path:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
     from georay.baseline import KnnConfig, ZeroShotConfig, knn, zeroshot
-    from georay.curate import FitConfig, ScoreConfig, fit, score
+    from georay.curate import (
+        BalanceConfig,
+        DedupConfig,
+        FitConfig,
+        ScoreConfig,
+        balance,
+        dedup,
+        fit,
+        score,
+    )
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
     from georay.predict import PredictConfig, predict
@@ -78,8 +95,13 @@ def run_demo(cfg: DemoConfig) -> dict:
         "synth",
         generate_world,
         SynthConfig(
-            output=str(world), n=cfg.n, countries=cfg.countries, seed=cfg.seed, corrupt=cfg.corrupt
-        ),
+            output=str(world),
+            n=cfg.n,
+            countries=cfg.countries,
+            seed=cfg.seed,
+            corrupt=cfg.corrupt,
+            duplicates=cfg.duplicates,
+        ),  # fmt: skip
     )
     fit_preset = load_preset("tiny", "georay.curate")
     step(
@@ -90,8 +112,29 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "curate_score",
         score,
-        # embeddings/: the kNN baseline's gallery
-        ScoreConfig(head=str(curate / "head"), output=str(curate), input=manifest, embeddings=True),
+        ScoreConfig(  # embeddings/: dedup's and the kNN baseline's, computed once
+            head=str(curate / "head"),
+            output=str(curate),
+            input=manifest,
+            embeddings=True,
+            sha256=True,
+        ),  # fmt: skip
+    )
+    step(
+        "curate_dedup",
+        dedup,
+        DedupConfig(input=str(curate), output=str(curate / "dedup"), similarity=DEDUP_SIMILARITY),
+    )
+    step(
+        "curate_balance",
+        balance,
+        BalanceConfig(
+            input=str(curate),
+            dedup=str(curate / "dedup"),
+            output=str(curate / "balance"),
+            max_per_cell=MAX_PER_CELL,
+            h3_resolution=CELL_RESOLUTION,
+        ),  # fmt: skip
     )
     step(
         "knowledge",
@@ -99,7 +142,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         KnowledgeConfig(
             output=str(knowledge),
             clues=str(world / "clues.jsonl"),
-            manifest=str(curate / "curated"),
+            manifest=str(curate / "balance" / "curated"),
             splits=manifest,  # curated/ lacks the views curate dropped: take splits from all
             split="train",
         ),
@@ -196,11 +239,16 @@ def summary_table(out: dict) -> str:
 
     t, countries = out["timings_s"], out["countries"]
     s, cs, kn = out["synth"], out["curate_score"], out["knowledge"]
+    dd, bl = out["curate_dedup"], out["curate_balance"]
     r0, r1, r2 = out["train_base"], out["train_reasoning"], out["train_location"]
     pr, ev = out["predict"], out["evaluate"]
     zs, kn_ = out["baseline_zeroshot"], out["baseline_knn"]
     rows = [
-        ("synth", f"{s['images']} views + {s['corrupt']} broken files, {countries} countries"),
+        (
+            "synth",
+            f"{s['images']} views + {s['duplicates']} copies + {s['corrupt']} broken files, "
+            f"{countries} countries",
+        ),
         (
             "curate_fit",
             f"student vs teacher Spearman {out['curate_fit']['metrics']['holdout']['spearman']:.3f}"
@@ -209,6 +257,16 @@ def summary_table(out: dict) -> str:
         (
             "curate_score",
             f"{cs['rows_in']} in = {cs['ok']} ok + {cs['error']} error; {cs['kept']} kept",
+        ),
+        (
+            "curate_dedup",
+            f"{dd['rows']} = {dd['kept']} kept + {dd['exact']} exact + {dd['near']} near "
+            f"copies + {dd['error']} error (cosine >= {dd['similarity']})",
+        ),
+        (
+            "curate_balance",
+            f"{bl['rows']} curated = {bl['kept']} kept + {bl['duplicate']} copies + "
+            f"{bl['cell_cap']} over {bl['max_per_cell']}/res-{bl['h3_resolution']} cell",
         ),
         (
             "knowledge",

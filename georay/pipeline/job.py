@@ -147,6 +147,33 @@ def _read(job: BulkJob, done: pa.Array) -> tuple[Any, pa.Schema, int | None, dic
     return ds, table.schema, table.num_rows, layout
 
 
+def stage_times(ds) -> dict[str, dict]:
+    """Where a finished dataset spent its time, per Ray Data operator: tasks, rows out, wall and
+    CPU seconds summed over tasks (an actor's busy time) and the span from the first task's start
+    to the last one's end. Empty if Ray Data's stats are unavailable (they are diagnostics)."""
+    out: dict[str, dict] = {}
+
+    def walk(node) -> None:
+        for parent in node.parents:
+            walk(parent)
+        for op in node.operators_stats:
+            if op.wall_time is None:
+                continue
+            out[op.operator_name] = {
+                "tasks": int(op.wall_time.count),
+                "rows": int(op.output_num_rows.sum) if op.output_num_rows else None,
+                "wall_s": round(op.wall_time.sum, 3),
+                "cpu_s": round(op.cpu_time.sum, 3),
+                "span_s": round(op.latest_end_time - op.earliest_start_time, 3),
+            }
+
+    try:
+        walk(ds.get_stats_summary())
+    except Exception:  # Ray Data's stats are internal: never fail a finished job over them
+        return {}
+    return out
+
+
 def run_bulk_job(job: BulkJob) -> dict:
     """Run ``job`` to completion (or resume it); returns and writes ``OUT/summary.json``.
 
@@ -154,8 +181,9 @@ def run_bulk_job(job: BulkJob) -> dict:
     -------
     dict
         ``rows_in``, ``rows_out``, ``ok``, ``error``, ``error_reasons`` over every committed row
-        (earlier runs included), ``rows_this_run``, ``elapsed_s``, ``rows_per_s`` (this run),
-        ``input``, ``output``, the job's identity and its own ``summarize`` fields.
+        (earlier runs included), ``rows_this_run``, ``elapsed_s``, ``rows_per_s`` and
+        ``stages`` (:func:`stage_times`; this run), ``input``, ``output``, the job's identity and
+        its own ``summarize`` fields.
     """
     s = job.settings
     init_ray(s.address)
@@ -183,8 +211,9 @@ def run_bulk_job(job: BulkJob) -> dict:
         elapsed = time.perf_counter() - start
         log.info("%s: committed %d rows (%.1f rows/s)", job.name, total, total / elapsed)
 
+    results = job.stages(ds)
     written = stream_to_parts(
-        job.stages(ds), writer, split, rows_per_part=s.rows_per_part, on_part=progress
+        results, writer, split, rows_per_part=s.rows_per_part, on_part=progress
     )
     elapsed = time.perf_counter() - start
     counts = status_counts(writer.read(["status", "error"]))
@@ -198,11 +227,13 @@ def run_bulk_job(job: BulkJob) -> dict:
         "rows_this_run": written,
         "elapsed_s": round(elapsed, 3),
         "rows_per_s": round(written / elapsed, 3) if elapsed > 0 else None,
+        "stages": stage_times(results) if written else {},
         "input": s.input,
         "input_layout": layout,
         "output": s.output,
         **job.identity,
     }
     write_bytes(join_uri(s.output, "summary.json"), json.dumps(summary, indent=2).encode())
-    log.info("%s: %s", job.name, {k: v for k, v in summary.items() if k != "error_reasons"})
+    log.info("%s: %s", job.name,
+             {k: v for k, v in summary.items() if k not in ("error_reasons", "stages")})  # fmt: skip
     return summary

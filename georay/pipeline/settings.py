@@ -28,7 +28,9 @@ class PoolSettings(RayConfig):
     )
     batch_size: int = option(8, help="images per model call")
     torch_threads: int = option(
-        0, help="torch CPU threads per actor; 0 = this node's CPUs divided by the actors"
+        0,
+        help="torch CPU threads per actor; 0 = the CPUs Ray reports for its node divided by the "
+        "pool's actors per node",
     )
     max_file_bytes: int = option(64 << 20, help="larger files become error rows")
     max_image_pixels: int = option(

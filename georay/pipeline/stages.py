@@ -11,6 +11,8 @@ whatever each image's shape); :func:`images_of` turns them back into arrays in t
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from typing import Any
 
 import numpy as np
@@ -189,3 +191,39 @@ def actor_pool_options(pool: Any) -> dict[str, Any]:
         "num_gpus": gpus,
         "batch_size": pool.batch_size,
     }
+
+
+def node_cpus() -> float:
+    """CPUs Ray reports for the node this process runs on.
+
+    Not ``os.cpu_count()``: in a container that is the host's count (64 on a pod granted 4), and
+    on a node started with ``ray start --num-cpus N`` it ignores N. Outside Ray: the CPUs this
+    process may run on.
+    """
+    import ray
+
+    if ray.is_initialized():
+        here = ray.get_runtime_context().get_node_id()
+        for node in ray.nodes():
+            if node["NodeID"] == here and node["Alive"]:
+                return float(node["Resources"].get("CPU", 1.0))
+    return float(len(os.sched_getaffinity(0)))
+
+
+def actors_per_node(num_actors: int) -> int:
+    """Actors of a pool that share one node: the pool spread evenly over the CPU nodes."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+    return max(1, math.ceil(num_actors / max(1, len(nodes))))
+
+
+def actor_threads(requested: int, per_node: int) -> int:
+    """torch intra-op threads of a CPU model actor: ``requested``, else its node's CPUs (as Ray
+    reports them) divided by the pool's actors on that node.
+
+    More threads than the actor's CPU reservation on purpose: the reservation leaves CPUs to the
+    decode tasks for scheduling, but Ray Data only runs decode as fast as the actors consume, so
+    with a model that costs far more than decoding (ViT-B/32: 30x) those CPUs would idle.
+    """
+    return requested or max(1, int(node_cpus() // max(1, per_node)))

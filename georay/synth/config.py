@@ -22,6 +22,11 @@ class SynthConfig(Config):
         0.15, help="share of low-locatability views (sky, wall, vegetation)"
     )
     corrupt: int = option(0, help="extra broken files (truncated, zero-byte, text, huge header)")
+    duplicates: int = option(
+        0,
+        help="extra copies of drawn views (byte copy, JPEG re-encode, resize, edge trim) at the "
+        "same place, with a duplicate_of column naming the view copied (dedup ground truth)",
+    )
     test_share: float = option(0.2, help="share of views in split 'test' (by a hash of image_id)")
     cities_per_country: int = option(3, help=f"cities per country, 1..{len(CITY_PANELS)}")
     jpeg_quality: int = option(90, help="JPEG quality, 50..100")
@@ -41,6 +46,10 @@ class SynthConfig(Config):
             raise ValueError(f"test_share must be in [0, 1], got {self.test_share}")
         if self.corrupt < 0:
             raise ValueError(f"corrupt must be >= 0, got {self.corrupt}")
+        if self.duplicates < 0:
+            raise ValueError(f"duplicates must be >= 0, got {self.duplicates}")
+        if self.duplicates and not self.n:
+            raise ValueError("duplicates need drawn views to copy (n >= 1)")
         if not 1 <= self.cities_per_country <= len(CITY_PANELS):
             raise ValueError(f"cities_per_country must be in 1..{len(CITY_PANELS)}")
         if not 50 <= self.jpeg_quality <= 100:

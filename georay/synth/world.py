@@ -6,7 +6,8 @@ gazetteer), and writes, under ``output`` (local folder or ``s3://`` prefix)::
 
     images/<image_id>.jpg   640x480 JPEGs (plus --corrupt broken files for robustness tests)
     manifest.parquet        DESIGN manifest columns (uri relative to the manifest) + split, view,
-                            ade20k_fractions (exact class-area fractions, list<float32>[150])
+                            ade20k_fractions (exact class-area fractions, list<float32>[150]);
+                            with --duplicates, duplicate_of (the view a planted copy copies)
     clues.jsonl             one human-style reasoning clue per view: {image, text, country, city}
     world.json              the countries, their cities and the cues that identify them
     pretrain.jsonl          SFT records "Describe the street scene." -> the cues seen, never a
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = "georay-synth"
 CORRUPT_KINDS = ("truncated", "zero_bytes", "not_an_image", "huge_header")
+# Planted copies, as re-uploads make them: the same bytes, a re-encode at another JPEG quality,
+# a smaller copy, and a copy with 1% of its width trimmed off one edge.
+DUPLICATE_KINDS = ("exact", "jpeg", "resize", "trim")
 _SHAPE_WORDS = {
     "rect": "rectangular",
     "wide": "wide rectangular",
@@ -206,6 +210,23 @@ def _draw_one(task: tuple) -> tuple[bytes, np.ndarray]:
     return encode_jpeg(pixels, quality), fractions(labels)
 
 
+def duplicate_bytes(kind: str, jpeg: bytes) -> bytes:
+    """A copy of an encoded view as re-uploads make it (one of :data:`DUPLICATE_KINDS`)."""
+    import io
+
+    from PIL import Image
+
+    if kind == "exact":
+        return jpeg
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    w, h = image.size
+    if kind == "resize":
+        image = image.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BILINEAR)
+    elif kind == "trim":
+        image = image.crop((0, 0, w - max(1, w // 100), h))
+    return encode_jpeg(np.asarray(image), 60 if kind == "jpeg" else 85)
+
+
 def _corrupt_bytes(kind: str, good_jpeg: bytes) -> bytes:
     if kind == "truncated":
         return good_jpeg[: len(good_jpeg) // 3]
@@ -313,10 +334,28 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
 
     workers = cfg.workers or (os.cpu_count() or 1)
     first_jpeg = b""
+    # Planted copies: sources drawn with their own seed, so they do not move the other views.
+    sources = np.random.default_rng([cfg.seed, 3]).choice(cfg.n, cfg.duplicates, replace=True)
+    wanted = set(sources.tolist())
+    copied: dict[int, bytes] = {}
     for i, (jpeg, frac) in enumerate(_map(tasks, workers, progress)):
         write_bytes(join_uri(cfg.output, rows["uri"][i]), jpeg)
         extra["ade20k_fractions"].append(frac)
         first_jpeg = first_jpeg or jpeg
+        if i in wanted:
+            copied[i] = jpeg
+    extra["duplicate_of"] = [None] * len(rows["image_id"])
+    for j, src in enumerate(sources.tolist()):
+        kind = DUPLICATE_KINDS[j % len(DUPLICATE_KINDS)]
+        image_id = f"synth-s{cfg.seed}-dup-{j:04d}-{kind}"
+        rel = f"images/{image_id}.jpg"
+        write_bytes(join_uri(cfg.output, rel), duplicate_bytes(kind, copied[src]))
+        for key in rows:
+            rows[key].append({"image_id": image_id, "uri": rel}.get(key, rows[key][src]))
+        extra["split"].append(extra["split"][src])  # a copy never leaks across splits
+        extra["view"].append("duplicate")
+        extra["ade20k_fractions"].append(extra["ade20k_fractions"][src])
+        extra["duplicate_of"].append(rows["image_id"][src])
 
     if cfg.corrupt and not first_jpeg:
         first_jpeg = _draw_one(
@@ -338,6 +377,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
         extra["split"].append(split_of(image_id, cfg.test_share))
         extra["view"].append("corrupt")
         extra["ade20k_fractions"].append(None)
+        extra["duplicate_of"].append(None)
 
     table = pa.table(
         {
@@ -354,6 +394,8 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
             ),
         }
     )
+    if cfg.duplicates:  # only then, so worlds without copies keep their exact bytes
+        table = table.append_column("duplicate_of", pa.array(extra["duplicate_of"], pa.string()))
     write_manifest(table, join_uri(cfg.output, "manifest.parquet"))
     write_bytes(
         join_uri(cfg.output, "clues.jsonl"),
@@ -367,6 +409,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
         "output": cfg.output,
         "images": cfg.n,
         "corrupt": cfg.corrupt,
+        "duplicates": cfg.duplicates,
         "countries": [c.style.code for c in world],
         "low_locatability": n_low,
         "train": len(extra["split"]) - n_test,

@@ -122,6 +122,21 @@ def test_score_manifest_with_bad_rows(ray_session, world, head, tmp_path):
     assert sum(saved["histogram"]["counts"]) == 2
 
 
+def test_decode_in_the_actor_gives_the_same_rows(ray_session, world, head, tmp_path):
+    """--decode actor moves fetch and decode into the encoder actors: same rows, same scores;
+    and the summary says where the time went."""
+    common = {"input": str(world), "head": str(head[0]), "sha256": True}
+    tasks = score(ScoreConfig(output=str(tmp_path / "t"), decode="tasks", **common))
+    actor = score(ScoreConfig(output=str(tmp_path / "a"), decode="actor", **common))
+    assert [k for k in tasks["stages"] if "load_images" in k]
+    assert not [k for k in actor["stages"] if "load_images" in k]
+    assert next(v for k, v in actor["stages"].items() if "Embedder" in k)["rows"] == 120
+    a = _scores(tmp_path / "t").sort_by("image_id").to_pandas()
+    b = _scores(tmp_path / "a").sort_by("image_id").to_pandas()
+    assert (a.image_id == b.image_id).all() and (a.sha256 == b.sha256).all()
+    assert np.allclose(a.locatability, b.locatability, atol=1e-5)
+
+
 def test_score_directory_and_webdataset(ray_session, world, head, tmp_path):
     images = world.parent / "images"
     summary = score(ScoreConfig(input=str(images), head=str(head[0]), output=str(tmp_path / "d")))

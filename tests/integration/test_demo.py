@@ -31,8 +31,15 @@ def _test_rows(run):
 def test_every_row_is_accounted_for(demo):
     cfg, out = demo
     score, predict = out["curate_score"], out["predict"]
-    assert score["rows_in"] == cfg.n + cfg.corrupt == score["ok"] + score["error"]
+    rows = cfg.n + cfg.duplicates + cfg.corrupt
+    assert score["rows_in"] == rows == score["ok"] + score["error"]
     assert score["error"] == cfg.corrupt
+    dedup, balance = out["curate_dedup"], out["curate_balance"]
+    assert dedup["rows"] == rows == dedup["kept"] + dedup["exact"] + dedup["near"] + dedup["error"]
+    assert dedup["exact"] + dedup["near"] >= cfg.duplicates // 2  # planted copies, mostly found
+    assert balance["rows"] == score["kept"]
+    assert balance["rows"] == balance["kept"] + balance["duplicate"] + balance["cell_cap"]
+    assert balance["largest_cell"]["after"] <= balance["max_per_cell"]
     assert predict["rows_out"] == predict["ok"] + predict["error"]
     assert predict["error"] >= 1  # the broken files in the held-out input are recorded
 
@@ -75,7 +82,7 @@ def test_report_and_summary(demo):
     assert "country" in report.lower()
     assert list(Path(run, "report").glob("*.png"))
     table = summary_table(out)
-    for stage in ("synth", "curate_score", "train_location", "predict", "evaluate"):
+    for stage in ("synth", "curate_score", "curate_dedup", "curate_balance", "predict"):
         assert stage in table
     assert f"{run}/report/report.md" in table
 

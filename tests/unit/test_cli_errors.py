@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-COMMANDS = ["synth", "inspect", "curate fit", "curate score", "knowledge", "train", "predict",
-            "export", "baseline zeroshot", "baseline knn", "serve", "evaluate", "demo"]  # fmt: skip
+COMMANDS = ["synth", "inspect", "curate fit", "curate score", "curate dedup", "curate balance",
+            "knowledge", "train", "predict", "export", "baseline zeroshot", "baseline knn",
+            "serve", "evaluate", "demo"]  # fmt: skip
 
 
 def georay(*argv: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -35,6 +36,14 @@ BAD = [
      "--manifest: no such file or folder"),
     ("curate score", ["curate", "score", "--input", "no/such/dir", "--head", "h", "--output", "o"],
      "--input: no such file or folder"),
+    ("curate dedup", ["curate", "dedup", "--input", ".", "--output", "o"],
+     "holds no finished `curate score` output"),
+    ("curate dedup", ["curate", "dedup", "--input", ".", "--output", "o", "--similarity", "1.5"],
+     "similarity must be in (0, 1]"),
+    ("curate balance", ["curate", "balance", "--input", "no/such", "--output", "o",
+                        "--max-per-cell", "5"], "--input: no such file or folder"),
+    ("curate balance", ["curate", "balance", "--input", ".", "--output", "o"],
+     "missing required flag(s): --max-per-cell"),
     ("knowledge", ["knowledge", "--output", "k"], "nothing to build"),
     ("train", ["train", "--stage", "stage3", "--data", "d.jsonl", "--model", "tiny",
                "--output", "a"], "stage must be one of"),

@@ -103,6 +103,26 @@ def test_other_seed_differs_but_keeps_countries(world, tmp_path):
     assert first != (world / "images" / "synth-s0-000000.jpg").read_bytes()
 
 
+def test_planted_duplicates_copy_a_view_at_its_place(tmp_path):
+    out = tmp_path / "dups"
+    summary = generate_world(SynthConfig(output=str(out), n=8, countries=2, seed=0,
+                                         duplicates=4, width=96, height=72, workers=1))  # fmt: skip
+    assert summary["duplicates"] == 4
+    table = read_manifest(str(out / "manifest.parquet")).to_pandas().set_index("image_id")
+    copies = table[table.view == "duplicate"]
+    assert len(copies) == 4 and table.duplicate_of.notna().sum() == 4
+    kinds = [i.rsplit("-", 1)[1] for i in copies.index]
+    assert kinds == ["exact", "jpeg", "resize", "trim"]
+    for copy, row in copies.iterrows():
+        source = table.loc[row.duplicate_of]
+        assert (row.lat, row.lon, row.split, row.city) == (
+            source.lat, source.lon, source.split, source.city)  # fmt: skip
+        data, original = Path(row.uri).read_bytes(), Path(source.uri).read_bytes()
+        assert (data == original) == copy.endswith("-exact")
+        size = decode_image(data).shape[:2]
+        assert size == {"resize": (54, 72), "trim": (72, 95)}.get(copy.rsplit("-", 1)[1], (72, 96))
+
+
 def test_corrupt_files_fail_to_decode_and_good_ones_decode(world):
     table = read_manifest(str(world / "manifest.parquet"))
     views = table.column("view").to_pylist()
