@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from georay.data.storage import join_uri, read_bytes, write_bytes
 from georay.errors import UserError
@@ -94,6 +95,25 @@ def load_stage(ds, settings: PoolSettings, **kwargs):
             **kwargs,
         },
     )
+
+
+def _restore_input_types(batches, schema: pa.Schema):
+    """Pass-through columns back to their input types, batch by batch.
+
+    A column that is null throughout a block loses its type between numpy stages (a string
+    column comes back as float NaN), and blocks of mixed types cannot be concatenated.
+    """
+    for batch in batches.iter_batches(batch_format="pyarrow", batch_size=None):
+        for want in schema:
+            if want.name not in batch.column_names or batch[want.name].type == want.type:
+                continue
+            column = batch[want.name]
+            empty = column.null_count == len(column) or (
+                pa.types.is_floating(column.type) and pc.all(pc.is_nan(column)).as_py()
+            )
+            fixed = pa.nulls(len(column), want.type) if empty else column.cast(want.type)
+            batch = batch.set_column(batch.schema.get_field_index(want.name), want.name, fixed)
+        yield batch
 
 
 def describe_schema(schema: pa.Schema) -> list[str]:
@@ -212,8 +232,9 @@ def run_bulk_job(job: BulkJob) -> dict:
         log.info("%s: committed %d rows (%.1f rows/s)", job.name, total, total / elapsed)
 
     results = job.stages(ds)
+    batches = _restore_input_types(results, input_schema)
     written = stream_to_parts(
-        results, writer, split, rows_per_part=s.rows_per_part, on_part=progress
+        batches, writer, split, rows_per_part=s.rows_per_part, on_part=progress
     )
     elapsed = time.perf_counter() - start
     counts = status_counts(writer.read(["status", "error"]))

@@ -134,3 +134,32 @@ def test_webdataset_input(ray_session, tmp_path):
     assert rows.loc[f"{shards}/000.tar#0003", "status"] == "ok"
     assert rows.loc[f"{shards}/001.tar#0100", "error"].startswith("not an image")
     assert rows.loc[f"{shards}/001.tar#0101", "error"].startswith("no image member")
+
+
+def test_a_column_null_in_one_block_keeps_its_type(ray_session, image_dir, tmp_path):
+    """Two numpy stages turn an all-null string column into float NaN; the skeleton restores it."""
+    import pyarrow.parquet as pq
+
+    ids = [f"good{i}" for i in range(6)]
+    uris = [str(image_dir / ("sub" if i % 2 else "") / f"good{i}.jpg") for i in range(6)]
+    note = [None, None, None, None, "copy of good0", None]  # null throughout the first block
+    manifest = tmp_path / "m.parquet"
+    write_manifest(pa.table({"image_id": ids, "uri": uris, "note": note}), str(manifest))
+
+    def mark(batch: dict) -> dict:  # a second numpy stage, as a model stage is
+        batch["mean"] = np.zeros(len(batch["image_id"]), "f4")
+        return batch
+
+    def stages(ds):
+        ds = pl.load_stage(ds, cfg, side=SIDE)
+        return ds.map_batches(mark, batch_format="numpy").drop_columns(["pixels"])
+
+    schema = pa.schema([("image_id", pa.string()), ("note", pa.string()), ("status", pa.string()),
+                        ("error", pa.string()), ("mean", pa.float32())])  # fmt: skip
+    cfg = pl.BulkSettings(input=str(manifest), output=str(tmp_path / "out"), block_rows=4)
+    job = pl.BulkJob(name="test", settings=cfg, identity={}, tables=("rows",),
+                     outputs=lambda _: {"rows": schema}, stages=stages)  # fmt: skip
+    assert pl.run_bulk_job(job)["rows_out"] == 6
+    rows = pq.read_table(tmp_path / "out" / "rows").to_pydict()
+    assert sorted(n for n in rows["note"] if n) == ["copy of good0"]
+    assert rows["note"].count(None) == 5
