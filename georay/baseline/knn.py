@@ -143,15 +143,15 @@ class KnnActor(Embedder):
     """The curate :class:`~georay.curate.embedder.Embedder` (same encoder, same preprocessing)
     plus the gallery index: pixels in, predictions rows out."""
 
-    def __init__(self, encoder: dict, gallery: list, settings: dict, pool_size: int = 1):
+    def __init__(self, encoder: dict, gallery: list, settings: dict, per_node: int = 1):
         import ray
 
         from georay.geo.gazetteer import get_gazetteer
 
         cfg = KnnConfig(**settings)
         super().__init__(encoder, keep_embedding=True, threads=cfg.torch_threads,
-                         pool_size=pool_size)  # fmt: skip
-        set_threads(cfg.torch_threads, pool_size)
+                         per_node=per_node)  # fmt: skip
+        set_threads(cfg.torch_threads, per_node)
         self.cfg = cfg
         self.gallery = Gallery.from_arrays(ray.get(gallery[0]))
         self.gaz = get_gazetteer()
@@ -216,7 +216,7 @@ def knn(cfg: KnnConfig) -> dict:
                 "encoder": spec.to_dict(),
                 "gallery": [ref],
                 "settings": dataclasses.asdict(cfg),
-                "pool_size": cfg.num_actors,
+                "per_node": pl.actors_per_node(cfg.num_actors),
             },
             batch_format="numpy",
             **pl.actor_pool_options(cfg),

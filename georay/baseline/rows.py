@@ -49,14 +49,14 @@ def run_predictions_job(
     )
 
 
-def set_threads(threads: int, pool_size: int) -> None:
-    """torch and faiss CPU threads of one actor: ``threads``, else the node's CPUs shared by
-    the pool (as the curate embedder does)."""
-    import os
-
+def set_threads(threads: int, per_node: int) -> None:
+    """torch and faiss CPU threads of one actor: ``threads``, else its node's CPUs (as Ray
+    reports them) shared by the pool's actors on that node (:func:`pipeline.actor_threads`)."""
     import torch
 
-    n = threads or max(1, (os.cpu_count() or 1) // pool_size)
+    from georay.pipeline.stages import actor_threads
+
+    n = actor_threads(threads, per_node)
     torch.set_num_threads(n)
     try:
         import faiss

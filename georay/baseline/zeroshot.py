@@ -48,14 +48,14 @@ class ZeroShotActor:
     """A Ray Data actor holding one CLIP, the country captions' embeddings and, filled as
     countries come up, each country's city captions' embeddings."""
 
-    def __init__(self, settings: dict, pool_size: int = 1):
+    def __init__(self, settings: dict, per_node: int = 1):
         import torch
 
         from georay.geo.gazetteer import get_gazetteer
         from georay.models.clip import load_zero_shot
 
         self.cfg = ZeroShotConfig(**settings)
-        set_threads(self.cfg.torch_threads, pool_size)
+        set_threads(self.cfg.torch_threads, per_node)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.clip = load_zero_shot(self.cfg.encoder, self.cfg.pretrained, seed=self.cfg.seed,
                                    device=device)  # fmt: skip
@@ -123,7 +123,10 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
         ds = pl.load_stage(ds, cfg, side=side)
         return ds.map_batches(
             ZeroShotActor,
-            fn_constructor_kwargs={"settings": asdict(cfg), "pool_size": cfg.num_actors},
+            fn_constructor_kwargs={
+                "settings": asdict(cfg),
+                "per_node": pl.actors_per_node(cfg.num_actors),
+            },  # fmt: skip
             batch_format="numpy",
             **pl.actor_pool_options(cfg),
         )
