@@ -78,19 +78,6 @@ QWEN2_VL_2B_PIXELS = dict(min_pixels=56 * 56, max_pixels=28 * 28 * 16384)
 QWEN2_VL_2B_PARAMS = 2_208_985_600  # what this config builds (the model card says 2.21B)
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int | None]:
-    """Special-token ids of a tokenizer with Qwen2-VL's special tokens, as config fields."""
-    ids = tokenizer.convert_tokens_to_ids
-    return dict(
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
-
-
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype):
     old = torch.get_default_dtype()
@@ -102,25 +89,13 @@ def _default_dtype(dtype: torch.dtype):
 
 
 def _build_2b(dtype: torch.dtype, device: str | torch.device | None, seed: int):
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.initialization import no_init_weights
 
-    from georay.models.vlm import TINY_CHAT_TEMPLATE, tiny_tokenizer
+    from georay.models.vlm import special_token_ids, stop_at_end_of_turn, tiny_processor
 
-    tokenizer = tiny_tokenizer()
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**QWEN2_VL_2B_PIXELS),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=TINY_CHAT_TEMPLATE,
-    )
-    ids = _token_ids(tokenizer)
+    processor = tiny_processor(**QWEN2_VL_2B_PIXELS)
+    ids = special_token_ids(processor.tokenizer)
     eos, pad = ids.pop("eos_token_id"), ids.pop("pad_token_id")
     text = dict(QWEN2_VL_2B_TEXT, bos_token_id=None, eos_token_id=eos, pad_token_id=pad)
     config = Qwen2VLConfig(
@@ -137,9 +112,7 @@ def _build_2b(dtype: torch.dtype, device: str | torch.device | None, seed: int):
         with no_init_weights():
             model = Qwen2VLForConditionalGeneration(config)
         model.init_weights()
-    model.generation_config.eos_token_id = eos
-    model.generation_config.pad_token_id = pad
-    model.generation_config.bos_token_id = None
+    stop_at_end_of_turn(model, {"eos_token_id": eos, "pad_token_id": pad})
     return model, processor
 
 

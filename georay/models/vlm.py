@@ -113,6 +113,38 @@ def tiny_tokenizer(vocab_size: int = 512):
     )
 
 
+def tiny_processor(min_pixels: int, max_pixels: int) -> Any:
+    """A Qwen2-VL processor around :func:`tiny_tokenizer`, images of ``min..max_pixels``."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    return Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels),
+        tokenizer=tiny_tokenizer(),
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
+    """Qwen2-VL's special-token ids of a tokenizer, named as config fields."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+    }
+
+
+def stop_at_end_of_turn(model: Any, ids: dict[str, int]) -> None:
+    """Generation stops at ``<|im_end|>``, pads with ``<|endoftext|>``; there is no BOS."""
+    model.generation_config.eos_token_id = ids["eos_token_id"]
+    model.generation_config.pad_token_id = ids["pad_token_id"]
+    model.generation_config.bos_token_id = None
+
+
 def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any, Any]:
     """Build a tiny random-init Qwen2-VL and its processor (DESIGN "Models").
 
@@ -132,24 +164,11 @@ def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any
     -------
     (Qwen2VLForConditionalGeneration, Qwen2VLProcessor)
     """
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    tokenizer = tiny_tokenizer()
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(
-            min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
-        ),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=TINY_CHAT_TEMPLATE,
-    )
-    ids = tokenizer.convert_tokens_to_ids
+    processor = tiny_processor(TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+    tokenizer = processor.tokenizer
+    ids = special_token_ids(tokenizer)
     text_config = dict(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -165,8 +184,8 @@ def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any
         # No BOS: Qwen's template starts with <|im_start|>. EOS is end-of-turn, so generation
         # stops where the chat template ends the assistant's answer.
         bos_token_id=None,
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids["eos_token_id"],
+        pad_token_id=ids["pad_token_id"],
     )
     vision_config = dict(
         depth=1,
@@ -178,19 +197,11 @@ def tiny_qwen2vl(save_dir: str | Path | None = None, seed: int = 0) -> tuple[Any
         spatial_merge_size=2,
         temporal_patch_size=2,
     )
-    config = Qwen2VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
+    vision_ids = {k: v for k, v in ids.items() if k not in ("eos_token_id", "pad_token_id")}
+    config = Qwen2VLConfig(text_config=text_config, vision_config=vision_config, **vision_ids)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids("<|im_end|>")
-    model.generation_config.pad_token_id = ids("<|endoftext|>")
-    model.generation_config.bos_token_id = None
+    stop_at_end_of_turn(model, ids)
     if save_dir is not None:
         model.save_pretrained(str(save_dir))
         processor.save_pretrained(str(save_dir))
