@@ -64,8 +64,9 @@ def _fit_fixed_answer(save_dir: Path, answer: dict, max_steps: int) -> int:
     return step
 
 
-def two_stage_artifact_at(root: Path, question: str) -> Path:
-    """A tiny base + two stacked LoRA adapters with random B (so each changes the output)."""
+def two_stage_artifact_at(root: Path, question: str, targets: list[str] | None = None) -> Path:
+    """A tiny base + two stacked LoRA adapters with random B (so each changes the output), on
+    the paper's projections or on ``targets``."""
     import torch
 
     from georay.models import artifact
@@ -75,7 +76,8 @@ def two_stage_artifact_at(root: Path, question: str) -> Path:
     model, processor = tiny_qwen2vl(save_dir=root / "base", seed=0)
     adapters = []
     for i, name in enumerate(["reasoning", "location"]):
-        peft_model = apply_lora(model, LoraSettings(r=4, alpha=8))
+        lora = LoraSettings(r=4, alpha=8, **({"target_modules": targets} if targets else {}))
+        peft_model = apply_lora(model, lora)
         with torch.no_grad():
             for pname, p in peft_model.named_parameters():
                 if "lora_B" in pname:

@@ -90,12 +90,18 @@ def predict(cfg: PredictConfig) -> dict:
         ``rows_this_run``, ``elapsed_s``, ``rows_per_s``) plus ``answered`` and ``skipped_exif``.
     """
 
-    def stages(ds):
-        if cfg.engine == "vllm":
-            from georay.predict.vllm_bulk import vllm_stages
-            from georay.predict.vllm_engine import resolve_model
+    model = None
+    if cfg.engine == "vllm":
+        from georay.predict.vllm_engine import resolve_model
 
-            model = resolve_model(cfg)  # in the driver: exports an artifact once
+        # In the driver, before Ray and the job record: exports an artifact once, and refuses
+        # what vLLM cannot load in seconds rather than in a restarting engine actor.
+        model = resolve_model(cfg)
+
+    def stages(ds):
+        if model is not None:
+            from georay.predict.vllm_bulk import vllm_stages
+
             ds = pl.load_stage(ds, cfg, max_pixels=model.max_pixels, exif_gps=True,
                                skip_exif_gps=cfg.skip_exif_gps)  # fmt: skip
             return vllm_stages(ds, cfg, model)
