@@ -11,6 +11,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ class Conditions:
         """One sentence: command, machine, date, duration and the load at start and end."""
         now = datetime.datetime.now(datetime.timezone.utc)
         minutes = (time.time() - self.started) / 60
-        command = " ".join([_python(), "-m", _module(), *sys.argv[1:]])
+        command = shlex.join([_python(), "-m", _module(), *sys.argv[1:]])
         return (
             f"`{command}` on {machine()}, {now:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min; "
             f"1-minute load average {self.load_start:.1f} at the start and "

@@ -21,12 +21,14 @@ scores the chosen setting on the test split. Writes the ``knn`` section of BENCH
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import time
 
 import numpy as np
 
 from benchmarks.common import Conditions, write_part
+from georay.baseline.config import KnnConfig
 from georay.baseline.index import Gallery, build_faiss, locate, normalized
 from georay.geo.distance import haversine_km
 
@@ -34,6 +36,11 @@ AREA = "knn"
 DIM = 256
 PLACES = 5_000
 NOISE = 0.08  # per dimension: neighbours of one place stay closer than other places' images
+
+
+# The baseline's own defaults, to set beside the sweep's pick.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KnnConfig)}
+DEFAULT_K, DEFAULT_T = _DEFAULTS["k"], _DEFAULTS["temperature"]
 
 
 def synthetic(n: int, seed: int, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,6 +246,12 @@ def demo_text(s: dict, run: str, conditions: Conditions) -> str:
         f"within 25 km {h['acc_25km']:.3f}, median {h['median_km']:.1f} km, GeoScore "
         f"{h['geoscore']:.0f}.",
     ]
+    default = s["grid"].get((DEFAULT_K, DEFAULT_T))
+    if default and s["best"] != (DEFAULT_K, DEFAULT_T):
+        lines[-1] += (
+            f" The baseline's defaults (k={DEFAULT_K}, temperature {DEFAULT_T:g}) score "
+            f"{default['country']:.3f} / {default['median_km']:.1f} km on train here."
+        )
     metrics = Path(run, "report", "metrics.json")
     if metrics.exists():
         m = json.loads(metrics.read_text())
