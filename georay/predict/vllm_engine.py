@@ -138,6 +138,20 @@ def check_adapter(config: dict, model: str) -> None:
         )
 
 
+def check_servable(settings: ModelSettings) -> None:
+    """:func:`check_adapter` without the export, for the driver of ``georay serve``: a local
+    artifact's last adapter is read in place (one on s3:// is checked by the replica)."""
+    from georay.models.artifact import is_artifact, read_artifact, resolve
+
+    if not settings.lora_adapter or not is_artifact(settings.model):
+        return
+    adapters = read_artifact(settings.model).get("adapters") or []
+    if adapters:
+        config = Path(resolve(settings.model, adapters[-1]["path"])) / "adapter_config.json"
+        if config.is_file():
+            check_adapter(json.loads(config.read_text()), settings.model)
+
+
 def resolve_model(settings: ModelSettings) -> VllmModel:
     """What vLLM loads for ``settings.model`` (exporting an artifact first) and what it is asked.
 

@@ -496,9 +496,9 @@ def run(cfg: ServeConfig, *, blocking: bool = True) -> None:
     send), then shuts the app down: a running app keeps its CPUs and GPUs otherwise.
     """
     if cfg.engine == "vllm":  # refuse what vLLM cannot load here, not in a restarting replica
-        from georay.predict.vllm_engine import resolve_model
+        from georay.predict.vllm_engine import check_servable
 
-        resolve_model(cfg)
+        check_servable(cfg)
     init_ray(cfg.address)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
