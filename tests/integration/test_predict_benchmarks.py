@@ -9,16 +9,11 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import IM2GPS3K_COLUMNS, OSV5M_COLUMNS, im2gps3k_row, osv5m_row
 
 from georay.data.images import encode_jpeg
 from georay.evaluate import EvaluateConfig, evaluate
 from georay.predict.bulk import PredictConfig, predict
-from tests.unit.test_data_layouts import (
-    IM2GPS3K_COLUMNS,
-    OSV5M_COLUMNS,
-    im2gps3k_row,
-    osv5m_row,
-)
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import IM2GPS3K_COLUMNS, OSV5M_COLUMNS, im2gps3k_row, osv5m_row
 
 from georay.data.layouts import (
     LAYOUTS,
@@ -20,29 +21,6 @@ from georay.data.layouts import (
     read_layout,
 )
 from georay.errors import UserError
-
-OSV5M_COLUMNS = (
-    "id,latitude,longitude,thumb_original_url,country,sequence,captured_at,lon_bin,lat_bin,cell,"
-    "land_cover,road_index,drive_side,climate,soil,dist_sea,region,sub-region,city,unique_region,"
-    "unique_sub-region,unique_city,unique_country,creator_username,creator_id"
-)
-IM2GPS3K_COLUMNS = (
-    "IMG_ID,AUTHOR,LAT,LON,S3_Label,S16_Label,S365_Label,Prob_indoor,Prob_natural,Prob_urban,"
-    "Prob_Other"
-)
-
-
-def osv5m_row(image_id: str, lat: float, lon: float, country: str, city: str) -> str:
-    """One OSV-5M test.csv row (placeholder values in the columns georay does not read)."""
-    values = dict.fromkeys(OSV5M_COLUMNS.split(","), "0")
-    values.update(id=image_id, latitude=str(lat), longitude=str(lon), country=country,
-                  city=city, region="r", thumb_original_url="https://example.invalid/t.jpg")  # fmt: skip
-    values["sub-region"] = "s"
-    return ",".join(values[c] for c in OSV5M_COLUMNS.split(","))
-
-
-def im2gps3k_row(img_id: str, lat: float, lon: float) -> str:
-    return f"{img_id},12345678@N00,{lat},{lon},1,5,123,0.1,0.2,0.7,0.0"
 
 
 def test_osv5m_test_csv(tmp_path):

@@ -12,15 +12,10 @@ import h3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import IM2GPS3K_COLUMNS, OSV5M_COLUMNS, im2gps3k_row, osv5m_row
 
 from georay.cli import main
 from georay.evaluate import EvaluateConfig, evaluate
-from tests.unit.test_data_layouts import (
-    IM2GPS3K_COLUMNS,
-    OSV5M_COLUMNS,
-    im2gps3k_row,
-    osv5m_row,
-)
 
 # OSV-5M test.csv rows: id, lat, lon, country (ISO, as OSV-5M writes it), city.
 OSV = [
