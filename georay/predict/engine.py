@@ -31,10 +31,6 @@ from georay.predict.config import ModelSettings, PredictConfig
 from georay.predict.rows import predictions_table, rows_of
 
 
-class Refused(Exception):
-    """The engine could not answer this input (the API says why with a 400, and keeps serving)."""
-
-
 class Online(Protocol):
     """What a Serve replica holds: the model, loaded, answering one image per call.
 
@@ -53,7 +49,8 @@ class Online(Protocol):
 
     async def answer(self, image: np.ndarray) -> dict:
         """The answer fields (:data:`~georay.protocol.predictions.ANSWER_FIELDS`) of one
-        decoded image; raises :class:`Refused` when the engine refuses the input."""
+        decoded image; raises :class:`~georay.errors.UserError` when the engine refuses the
+        input (the API says why with a 400, and keeps serving)."""
 
     def chat_prompt(self, messages: list[dict]) -> str:
         """The chat-template text of rendered messages, ending with the assistant cue."""
