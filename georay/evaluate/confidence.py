@@ -275,15 +275,16 @@ def confidence_metrics(
         fig = {"rows": int(rows.sum()), "as_given": calibration_figures(p, y)}
         curves[level] = {"as_given": reliability(p, y)}
         acted = conf
-        if calibration is not None:
-            after = np.clip(calibration.apply(p, method, level), 0.0, 1.0)
+        level_map = (calibration.get(method) or {}).get(level) if calibration else None
+        if level_map is not None:
+            after = np.clip(level_map(p), 0.0, 1.0)
             fig["calibrated"] = calibration_figures(after, y)
             curves[level]["calibrated"] = reliability(after, y)
             acted = conf.copy()
             acted[rows] = after
         if level == "country":
             curve = risk_coverage(acted[known], correct[known])
-            fig["on"] = "calibrated" if calibration is not None else "as_given"
+            fig["on"] = "calibrated" if level_map is not None else "as_given"
             fig["aurc"] = curve["aurc"]
             fig["selective"] = selective_table(curve)
             fig["precision_at_coverage"] = precision_at_coverage(acted[known], correct[known])
