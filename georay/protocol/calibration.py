@@ -13,7 +13,8 @@ Two maps are fitted on the same rows and both stored; ``use`` says which one is 
   the one-answer form of temperature scaling (Guo et al., 2017): a single probability per row
   is all every method gives, and it keeps the order of rows, so selective-prediction curves
   are unchanged by it. ``T`` minimizes the log-loss of correctness (Newton steps on ``1/T``; the
-  loss is convex in it).
+  loss is convex in it), with Platt's smoothed targets so that a clean validation set cannot
+  send it to 0.
 * **isotonic**: the monotone step map that best fits correctness in squared error (pool
   adjacent violators over the distinct raw values; linear between steps). More flexible, but
   it merges rows into ties and needs more rows.
@@ -102,12 +103,17 @@ def fit_temperature(p, correct, steps: int = 50) -> float:
     """The temperature ``T`` of ``sigmoid(logit(p) / T)`` that minimizes log-loss.
 
     Newton's method on ``b = 1/T`` (logistic regression on the log-odds with no intercept, so
-    the loss is convex in ``b``), kept within [1/100, 1000]. No rows: 1 (the identity).
+    the loss is convex in ``b``), kept within [1/100, 1000]. The outcomes are Platt's smoothed
+    targets, ``(right + 1) / (right + 2)`` for a right row and ``1 / (wrong + 2)`` for a wrong
+    one (Platt, 1999): a validation set the model gets all right would otherwise drive ``T`` to
+    0 and send every confidence to 0 or 1. No rows: 1 (the identity).
     """
     p, y = _arrays(p, correct)
     z = _logit(p)
     if not len(p) or not np.any(z):
         return 1.0
+    right = float(y.sum())
+    y = np.where(y > 0.5, (right + 1) / (right + 2), 1 / (len(y) - right + 2))
     b = 1.0
     for _ in range(steps):
         s = _sigmoid(b * z)

@@ -52,12 +52,17 @@ def test_ece_and_brier_by_hand():
 
 
 def test_temperature_by_hand():
-    # One distinct confidence 0.8 (log-odds ln 4), right 7 times in 10: the best map gives
-    # 0.7, i.e. sigmoid(ln 4 / T) = 0.7 -> T = ln 4 / ln(7/3).
+    # One distinct confidence 0.8 (log-odds ln 4), right 7 times in 10. Platt's targets are
+    # 8/9 for a right row and 1/5 for a wrong one, so the best map gives their mean
+    # q = (7 * 8/9 + 3 * 1/5) / 10, i.e. sigmoid(ln 4 / T) = q -> T = ln 4 / ln(q / (1 - q)).
     p, y = np.full(10, 0.8), np.r_[np.ones(7), np.zeros(3)]
+    q = (7 * 8 / 9 + 3 / 5) / 10
     t = fit_temperature(p, y)
-    assert t == pytest.approx(math.log(4) / math.log(7 / 3), rel=1e-6)
-    assert apply_temperature(0.8, t) == pytest.approx(0.7, rel=1e-6)
+    assert t == pytest.approx(math.log(4) / math.log(q / (1 - q)), rel=1e-6)
+    assert apply_temperature(0.8, t) == pytest.approx(q, rel=1e-6)
+    # all right: T stays finite (targets 4/5, not 1) and keeps the order of rows
+    t = fit_temperature([0.3, 0.6, 0.9], [1, 1, 1])
+    assert 0.01 < t < 100 and 0.05 < apply_temperature(0.3, t) < apply_temperature(0.6, t) < 0.95
     assert apply_temperature(np.array([0.3, 0.5]), 1.0).tolist() == [0.3, 0.5]  # identity
     # An over-confident model (log-odds doubled) is found out: T ~ 2.
     rng = np.random.default_rng(0)
