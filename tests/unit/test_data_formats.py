@@ -2,6 +2,8 @@
 folder clutter skipped by name."""
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +134,54 @@ def test_folder_clutter_is_skipped_by_name(tmp_path):
         "not an image extension (.mov)": 1,
     }
     assert skip_reason("photos/IMG_0001.heic") is None
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    from support import phone_archive
+
+    return phone_archive(tmp_path_factory.mktemp("archive"))
+
+
+def test_inspect_summary_of_a_phone_archive(archive, capsys):
+    from georay.cli import main
+
+    assert main(["inspect", "--summary", str(archive)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == 7 and summary["with_gps"] == 3
+    assert summary["formats"] == {"HEIF": {"files": 2, "gps": 1}, "DNG": {"files": 2, "gps": 1},
+                                  "AVIF": {"files": 1, "gps": 1}, "WEBP": {"files": 1, "gps": 0}}  # fmt: skip
+    assert summary["unreadable"] == 1
+    (reason,) = summary["unreadable_reasons"]
+    assert reason.startswith("RAW format X3F not supported")
+    assert summary["skipped_files"] == 4 and len(summary["skipped_reasons"]) == 4
+    # Line mode: one line per image, none for the clutter; sizes as displayed.
+    assert main(["inspect", str(archive)]) == 0
+    lines = {Path(x["file"]).name: x for x in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert len(lines) == 7 and "._IMG_0001.HEIC" not in lines
+    assert (lines["IMG_0001.HEIC"]["width"], lines["IMG_0001.HEIC"]["height"]) == (96, 128)
+    assert lines["DSC_0003.DNG"]["lat"] == pytest.approx(-33.9249)
+
+
+def test_load_stage_reads_every_archive_format_upright_with_gps(archive):
+    """The decode stage curate, predict and the baselines share, on the archive's files."""
+    from support import ARCHIVE, ARCHIVE_SIZE
+
+    from georay.pipeline.stages import load_images
+
+    files, skipped = list_images(str(archive))
+    assert sum(skipped.values()) == 4
+    n = len(files)
+    batch = {"image_id": np.array(files, dtype=object), "uri": np.array(files, dtype=object),
+             "status": np.array(["ok"] * n, dtype=object), "error": np.full(n, None)}  # fmt: skip
+    out = load_images(batch, max_pixels=64 * 48, exif_gps=True)
+    for i, uri in enumerate(files):
+        fmt, gps, orientation = ARCHIVE[str(Path(uri).relative_to(archive))]
+        if fmt == "X3F":
+            assert out["status"][i] == "error" and "RAW format X3F" in out["error"][i]
+            continue
+        assert out["status"][i] == "ok", out["error"][i]
+        w, h = ARCHIVE_SIZE[0] // 2, ARCHIVE_SIZE[1] // 2
+        assert (out["width"][i], out["height"][i]) == ((h, w) if orientation == 6 else (w, h))
+        got = (out["exif_lat"][i], out["exif_lon"][i])
+        assert got == pytest.approx(gps, abs=1e-4) if gps else np.isnan(got).all()
