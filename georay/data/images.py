@@ -211,7 +211,10 @@ def _decode(data: bytes, size_of: Callable, max_image_pixels: int) -> np.ndarray
             ):
                 img.draft("RGB", draft_size)
         img.load()  # force the full decode here, so truncation is caught here
-        return resize_rgb(to_rgb(ImageOps.exif_transpose(img)), size)
+        stored_format, img = img.format, ImageOps.exif_transpose(img)
+        if stored_format not in _HEADER_EXIF_FORMATS:  # a PNG's orientation is known only now
+            size = size_of(*img.size)
+        return resize_rgb(to_rgb(img), size)
     except ImageDecodeError:
         raise
     except OSError as err:

@@ -185,3 +185,10 @@ def test_load_stage_reads_every_archive_format_upright_with_gps(archive):
         assert (out["width"][i], out["height"][i]) == ((h, w) if orientation == 6 else (w, h))
         got = (out["exif_lat"][i], out["exif_lon"][i])
         assert got == pytest.approx(gps, abs=1e-4) if gps else np.isnan(got).all()
+
+
+def test_a_rotated_png_keeps_its_aspect(halves):
+    """A PNG's EXIF comes with its pixels: the size wanted is worked out once it is turned."""
+    data = encode_photo(halves, "PNG", orientation=6)
+    assert decode_fit(data, 24 * 16).shape == (24, 16, 3)
+    _upright_red_on_top(decode_fit(data, 24 * 16))
