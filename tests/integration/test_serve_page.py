@@ -331,7 +331,7 @@ def test_a_photo_chosen_before_the_settings_came_waits_for_them(browser, server,
     url = server["url"]
     page = browser.new_page()
     held = []
-    page.route("**/v1/config", held.append)  # answered below, when the test says so
+    page.route("**/v1/config", lambda route: held.append(route))  # answered below
     page.goto(url + "/", wait_until="commit")
     page.set_input_files("#file", str(photos["heic"]))
     page.wait_for_function("document.body.dataset.state === 'busy'")
