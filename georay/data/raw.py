@@ -9,10 +9,11 @@ Rendering takes the **embedded JPEG preview** when it is at least as large as th
 for, else demosaics the sensor data with LibRaw (``rawpy``), at half size when that is still
 large enough. The preview is what the camera itself rendered (its white balance, tone curve and
 lens corrections: the picture the photographer saw, and the one a camera's JPEG would be), and
-on a 12-megapixel DNG it took 21 ms to a 224-pixel side against 125 ms for LibRaw's half-size
-render and 1.2 s for its full AHD demosaic (benchmarks.data, BENCHMARKS.md). Phones' DNGs carry
-only a small thumbnail, so a large decode there falls back to LibRaw. Orientation comes from the
-RAW's own metadata (LibRaw's ``flip``) in both paths: previews usually carry none of their own.
+a 12-megapixel DNG took 21 ms to 224x224 through it, against 106 ms for LibRaw's half-size
+render and 630 ms for its full AHD demosaic (a 12-megapixel JPEG: 15 ms; benchmarks.data, in
+BENCHMARKS.md). Phones' DNGs carry only a small thumbnail, so a large decode there falls back
+to LibRaw. Orientation comes from the RAW's own metadata (LibRaw's ``flip``) in both paths:
+previews usually carry none of their own.
 
 EXIF (GPS) of the TIFF-based kinds is read from the file's own TIFF directories; other kinds
 (CR3, RAF) carry it in their preview JPEG.
