@@ -226,7 +226,8 @@ def score(
         Columns as in :mod:`georay.evaluate.inputs` (absent ones all-null), or truth already
         prepared by :func:`prepare_truth` (to score several prediction sets on the same rows).
     predictions : pyarrow.Table
-        Columns as in :mod:`georay.evaluate.inputs`.
+        Columns as in :mod:`georay.evaluate.inputs`; the confidence columns, where present,
+        are carried aligned to the truth rows (``Scored.country_confidence`` ...).
     gaz : Gazetteer
         Names <-> places.
     resolutions : list of int
