@@ -77,6 +77,7 @@ def client():
 RESPONSE_KEYS = {
     "country", "country_code", "city", "lat", "lon", "h3", "reasons", "answered", "resolution",
     "raw_text", "model",
+    "country_confidence", "city_confidence", "candidates", "abstained",  # issue 20
 }  # fmt: skip
 # /v1/geolocate also answers the photo's own EXIF GPS (the page's distance to it).
 GEOLOCATE_KEYS = RESPONSE_KEYS | {"exif_lat", "exif_lon"}
