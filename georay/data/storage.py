@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from georay.errors import UserError
+
 
 def is_s3(uri: str) -> bool:
     """True for ``s3://`` (and ``s3a://``) URIs."""
@@ -61,6 +63,21 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def exists(uri: str) -> bool:
+    """True if a local path or S3 object/prefix exists.
+
+    Raises
+    ------
+    georay.errors.UserError
+        S3 cannot be reached (no endpoint, no credentials): said in one line.
+    """
+    fs, path = filesystem_for(uri)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as err:
+        raise UserError(f"cannot reach {uri}: {err}") from None
 
 
 def read_bytes(uri: str) -> bytes:
