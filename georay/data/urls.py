@@ -23,6 +23,7 @@ stays refused.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import socket
@@ -72,8 +73,13 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def resolve_public(host: str, port: int) -> str:
+def resolve_public(host: str, port: int, allowed: tuple = ()) -> str:
     """Resolve ``host`` and return one of its addresses, if every address is public.
+
+    Parameters
+    ----------
+    allowed
+        ``ipaddress`` networks accepted besides public addresses (:func:`allowing_resolver`).
 
     Raises
     ------
@@ -89,9 +95,17 @@ def resolve_public(host: str, port: int) -> str:
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
         raise FetchError(f"cannot resolve host {host!r}")
-    blocked = [a for a in addresses if not is_public_address(a)]
+    blocked = [
+        a
+        for a in addresses
+        if not is_public_address(a)
+        and not any(ipaddress.ip_address(a.split("%")[0]) in net for net in allowed)
+    ]
     if blocked:
-        raise FetchError(f"URL host {host!r} resolves to a non-public address ({blocked[0]})", 403)
+        extra = " outside the allowed networks" if allowed else ""
+        raise FetchError(
+            f"URL host {host!r} resolves to a non-public address ({blocked[0]}){extra}", 403
+        )
     return addresses[0]
 
 
@@ -128,28 +142,7 @@ def allowing_resolver(networks) -> Callable[[str, int], str]:
         (:func:`resolve_public`). Every address of a name must be public or allowed.
     """
     allowed = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
-    if not allowed:
-        return resolve_public
-
-    def resolve(host: str, port: int) -> str:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as err:
-            raise FetchError(f"cannot resolve host {host!r}: {err}") from None
-        addresses = sorted({info[4][0] for info in infos})
-        for a in addresses:
-            ip = ipaddress.ip_address(a.split("%")[0])
-            if not (is_public_address(a) or any(ip in net for net in allowed)):
-                raise FetchError(
-                    f"URL host {host!r} resolves to a non-public address ({a}) outside the "
-                    "allowed networks",
-                    403,
-                )
-        if not addresses:
-            raise FetchError(f"cannot resolve host {host!r}")
-        return addresses[0]
-
-    return resolve
+    return functools.partial(resolve_public, allowed=allowed) if allowed else resolve_public
 
 
 def _check_url(url: str) -> tuple[str, str, int, str]:
