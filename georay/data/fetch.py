@@ -134,10 +134,10 @@ def is_read_failure(reason: str | None) -> bool:
 def _read_local(uri: str, policy: FetchPolicy) -> bytes:
     path = filesystem_for(uri)[1]
     try:
-        size = os.path.getsize(path)
-        if size > policy.max_bytes:
-            raise _TooLarge(f"{size} bytes > {policy.max_bytes}")
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > policy.max_bytes:  # before reading it into memory
+                raise _TooLarge(f"{size} bytes > {policy.max_bytes}")
             return f.read()
     except (FileNotFoundError, _TooLarge):
         raise
