@@ -51,16 +51,22 @@ def add(counts: dict[str, float]) -> None:
     ray = sys.modules.get("ray")  # a Ray worker has imported it; importing it here costs a second
     if ray is None or not ray.is_initialized():
         return
-    try:
-        if _handle is None:
-            _handle = ray.get_actor(ACTOR_NAME)
-        # Waited for, so the counts are in before the block reaches the driver.
-        ray.get(_handle.add.remote(counts))
-    except ValueError:  # no tally actor: not inside a bulk job
-        return
-    except Exception as err:  # an actor gone with its driver: diagnostics only
-        _handle = None
-        log.warning("could not add fetch counts: %s", err)
+    # Twice at most: a worker outlives a job, and its cached handle may name the tally actor of
+    # an earlier job of the same driver, gone since; the second try looks the name up afresh.
+    for fresh in (_handle is None, True):
+        try:
+            if fresh:
+                _handle = ray.get_actor(ACTOR_NAME)
+            # Waited for, so the counts are in before the block reaches the driver.
+            ray.get(_handle.add.remote(counts))
+            return
+        except ValueError:  # no tally actor: not inside a bulk job
+            _handle = None
+            return
+        except Exception as err:  # diagnostics only: never fail a block over them
+            _handle = None
+            if fresh:
+                log.warning("could not add fetch counts: %s", err)
 
 
 def take(actor) -> dict[str, float]:
