@@ -5,7 +5,7 @@ Endpoints (see :func:`build_app` for the settings):
 ``POST /v1/geolocate``
     The image as a multipart upload (field ``image`` or ``file``), a raw ``image/*`` body, or
     JSON ``{"image_base64": "..."}`` / ``{"image_url": "https://..."}`` (URL fetching is off
-    unless ``allow_url_fetch``; :mod:`georay.serve.fetch` has the rules). Answers the DESIGN
+    unless ``allow_url_fetch``; :mod:`georay.data.urls` has the rules). Answers the DESIGN
     "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model,
     and the photo's own EXIF GPS as ``exif_lat``/``exif_lon`` (null when it has none).
 ``POST /v1/chat/completions``
@@ -56,6 +56,7 @@ from ray import serve
 
 from georay.data.exif import gps_from_bytes
 from georay.data.images import ImageDecodeError, decode_fit
+from georay.data.urls import FetchError, fetch_url
 from georay.errors import UserError
 from georay.geo.cells import cell_boundary
 from georay.predict.config import ModelSettings
@@ -65,7 +66,6 @@ from georay.predict.vllm_engine import engine_error
 from georay.protocol.predictions import ANSWER_FIELDS
 from georay.runtime import init_ray
 from georay.serve.config import ServeConfig
-from georay.serve.fetch import FetchError, fetch_url
 from georay.serve.page import asset
 
 log = logging.getLogger(__name__)
