@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from georay.data.storage import filesystem_for, join_uri
+from georay.data.storage import filesystem_for
 
 PART_PREFIX = "part-"
 
@@ -126,10 +126,6 @@ class PartWriter:
         for t in (*self.tables[1:], self.tables[0]):
             self._write(parts[t], posixpath.join(self.root, t, name))
         return name
-
-    def uri(self, table: str) -> str:
-        """URI of a table's folder (for readers outside this class)."""
-        return join_uri(self.output, table)
 
 
 def stream_to_parts(
