@@ -377,6 +377,12 @@ def _reupload_kinds() -> dict:
     }
 
 
+def _with_source(schema):
+    import pyarrow as pa
+
+    return schema.append(pa.field("source_of_copy", pa.string()))
+
+
 def reupload_world(root: Path, per_kind: int = 10) -> tuple[Path, dict[str, str], list[str]]:
     """Issue 22's world: 160 views and ``per_kind`` re-uploads of distinct views per kind, at
     their view's place. Returns (manifest, copy id -> kind, ids of views without copies)."""
@@ -405,7 +411,7 @@ def reupload_world(root: Path, per_kind: int = 10) -> tuple[Path, dict[str, str]
         r.setdefault("source_of_copy", None)
         r["uri"] = str(root / r["uri"])
     manifest = root / "reupload.parquet"
-    write_manifest(pa.Table.from_pylist(rows).drop_columns(["ade20k_fractions"]), str(manifest))
+    write_manifest(pa.Table.from_pylist(rows, schema=_with_source(views.schema)), str(manifest))
     return manifest, kind_of, [r["image_id"] for r in plain]
 
 
