@@ -2,6 +2,7 @@
 and ``curate dedup``.
 
     .venv/bin/python -m benchmarks.curate [--n 2000] [--encoders vit,small] [--scale]
+    .venv/bin/python -m benchmarks.curate --encoders '' --phash [--phash-n 1000]
 
 On ``--n`` synthetic 640x480 JPEGs (``georay synth``, cached under ``--world``), for each encoder:
 
@@ -22,6 +23,13 @@ manifests (5k and 20k; the images repeat under new ids) with the small encoder a
 output, in a fresh Ray each time: rows/s, peak memory of the whole session, rows out. Results go
 to stdout and to the ``curate`` section of BENCHMARKS.md, with the 1-min load average and CPU
 count at the start and the end.
+
+``--phash`` (its own section, ``curate-phash``): the cost of ``curate score --phash`` (score
+rows/s with and without the hash in the same run, runs interleaved without, with, with, without;
+target ratio >= 0.9; and the decode tasks' CPU ms per image from Ray Data's stats), and what the
+hash finds: issue 22's world (160 views, 10 planted re-uploads of each edit kind at the view's
+place, plus a contrast and a border kind), scored with the default tiny encoder and deduplicated
+at ``--similarity 0.997`` with and without the perceptual tier.
 """
 
 from __future__ import annotations
@@ -329,6 +337,196 @@ def bench_dedup(sub: Path, sizes: list[int]) -> dict:
     return out
 
 
+# Issue 22's planted re-uploads, and two more kinds (name -> edit of the encoded view).
+def _reupload_kinds() -> dict:
+    import io
+
+    from PIL import Image, ImageEnhance, ImageOps
+
+    def load(data: bytes):
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    def save(image, fmt: str = "JPEG", quality: int = 90) -> bytes:
+        buf = io.BytesIO()
+        image.save(buf, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        return buf.getvalue()
+
+    def crop(image, share: float):
+        w, h = image.size
+        dx, dy = round(w * share), round(h * share)
+        return image.crop((dx, dy, w - dx, h - dy))
+
+    def segment(data: bytes) -> bytes:  # a COM segment after SOI: same pixels, other bytes
+        return data[:2] + b"\xff\xfe\x00\x0ere-uploaded!" + data[2:]
+
+    return {
+        "same bytes under another name": lambda d: d,
+        "same pixels, one extra JPEG segment": segment,
+        "PNG transcode": lambda d: save(load(d), "PNG"),
+        "downscaled to 60%, re-encoded": lambda d: save(
+            load(d).resize((384, 288), Image.Resampling.BILINEAR), quality=85
+        ),
+        "brightness +4%, re-encoded at q90": lambda d: save(
+            ImageEnhance.Brightness(load(d)).enhance(1.04)
+        ),
+        "2% cropped from every side, re-encoded": lambda d: save(crop(load(d), 0.02)),
+        "contrast +15%, re-encoded": lambda d: save(ImageEnhance.Contrast(load(d)).enhance(1.15)),
+        "24-pixel black border added": lambda d: save(
+            ImageOps.expand(load(d), border=24, fill=(0, 0, 0))
+        ),
+    }
+
+
+def _with_source(schema):
+    import pyarrow as pa
+
+    return schema.append(pa.field("source_of_copy", pa.string()))
+
+
+def reupload_world(root: Path, per_kind: int = 10) -> tuple[Path, dict[str, str], list[str]]:
+    """Issue 22's world: 160 views and ``per_kind`` re-uploads of distinct views per kind, at
+    their view's place. Returns (manifest, copy id -> kind, ids of views without copies)."""
+    import pyarrow as pa
+
+    from georay.synth.world import SynthConfig, generate_world
+
+    generate_world(SynthConfig(output=str(root), n=160, countries=8, seed=0, workers=1))
+    table = read_manifest(str(root / "manifest.parquet"))
+    views = table.filter(pa.compute.is_in(table["view"], pa.array(["street", "low_locatability"])))
+    kinds = _reupload_kinds()
+    copies, kind_of = [], {}
+    for k, (kind, edit) in enumerate(kinds.items()):
+        for i in range(per_kind):
+            row = views.slice(k * per_kind + i, 1).to_pylist()[0]
+            data = (root / row["uri"]).read_bytes()
+            new = f"{row['image_id']}-reupload-{k}"
+            suffix = ".png" if kind == "PNG transcode" else ".jpg"
+            (root / "images" / f"{new}{suffix}").write_bytes(edit(data))
+            copies.append({**row, "image_id": new, "uri": f"images/{new}{suffix}",
+                           "view": "reupload", "source_of_copy": row["image_id"]})  # fmt: skip
+            kind_of[new] = kind
+    plain = views.to_pylist()[len(kinds) * per_kind :]
+    rows = [*views.to_pylist(), *copies]
+    for r in rows:
+        r.setdefault("source_of_copy", None)
+        r["uri"] = str(root / r["uri"])
+    manifest = root / "reupload.parquet"
+    write_manifest(pa.Table.from_pylist(rows, schema=_with_source(views.schema)), str(manifest))
+    return manifest, kind_of, [r["image_id"] for r in plain]
+
+
+def _found(out: Path, manifest: Path, kind_of: dict, plain: list[str]) -> dict:
+    """Per kind: copies grouped with their source; distinct views (no copies) dropped."""
+    import pyarrow.parquet as pq
+
+    rows = {r["image_id"]: r for r in pq.read_table(out / "dedup").to_pylist()}
+    table = read_manifest(str(manifest)).select(["image_id", "source_of_copy"]).to_pylist()
+    source = {r["image_id"]: r["source_of_copy"] for r in table}
+
+    def group(i: str) -> str:
+        return i if rows[i]["kept"] else rows[i]["duplicate_of"]
+
+    found: dict[str, list[int]] = {}
+    for copy, kind in kind_of.items():
+        hit = group(copy) == group(source[copy])
+        found.setdefault(kind, [0, 0])
+        found[kind][0] += int(hit)
+        found[kind][1] += 1
+    dropped = sum(not rows[i]["kept"] for i in plain)
+    reasons = {}
+    for r in rows.values():
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    return {"found": found, "distinct_dropped": dropped, "distinct": len(plain),
+            "reasons": reasons}  # fmt: skip
+
+
+def bench_phash_quality(sub: Path) -> dict:
+    """Issue 22's table, with and without the perceptual tier (tiny encoder, --similarity 0.997)."""
+    from georay.curate import DedupConfig, FitConfig, ScoreConfig, dedup, fit, score
+
+    manifest, kind_of, plain = reupload_world(sub / "reupload-world")
+    head = sub / "reupload-head"
+    fit(FitConfig(manifest=str(manifest), output=str(head), sample=160, batch_size=32))
+    scored = sub / "reupload-score"
+    score(ScoreConfig(input=str(manifest), head=str(head), output=str(scored), sha256=True,
+                      embeddings=True, phash=True))  # fmt: skip
+    out = {}
+    for name, perceptual in (("embeddings only", False), ("with phash", True)):
+        dedup_out = sub / f"reupload-dedup-{perceptual}"
+        dedup(DedupConfig(input=str(scored), output=str(dedup_out), similarity=0.997,
+                          perceptual=perceptual))  # fmt: skip
+        out[name] = _found(dedup_out, manifest, kind_of, plain)
+    return out
+
+
+def bench_phash_speed(manifest: Path, sub: Path, n: int) -> dict:
+    """Score rows/s (small encoder) without and with --phash, interleaved A B B A."""
+    m = sub / f"phash-manifest-{n}.parquet"
+    write_manifest(read_manifest(str(manifest)).slice(0, n), str(m))
+    head = head_for("small", sub / "head-phash")
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    for phash in (False, True, True, False):
+        out = sub / f"phash-{phash}-{time.time_ns()}"
+        rate, summary = bench_score(m, head, out, decode="tasks", decode_cpus=0.5, phash=phash)
+        load = next((v for k, v in summary["stages"].items() if "load_images" in k), {})
+        runs[phash].append({"rows_s": rate, "load": os.getloadavg()[0],
+                            "decode_cpu_ms": 1e3 * load.get("cpu_s", float("nan")) / n})  # fmt: skip
+        print(json.dumps({"phash": phash, **runs[phash][-1]}), flush=True)
+    mean = {k: {f: statistics.mean(r[f] for r in v) for f in v[0]} for k, v in runs.items()}
+    return {"n": n, "runs": {str(k): v for k, v in runs.items()}, "without": mean[False],
+            "with": mean[True], "ratio": mean[True]["rows_s"] / mean[False]["rows_s"]}  # fmt: skip
+
+
+def phash_report(results: dict, started: float, load_start: float) -> str:
+    from benchmarks.common import machine as common_machine
+
+    sp, q = results["speed"], results["quality"]
+    command = " ".join([Path(sys.executable).name, "-m", "benchmarks.curate", *sys.argv[1:]])
+    lines = [
+        "## curate: perceptual hash (`curate score --phash`, `curate dedup` perceptual tier)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {common_machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{(time.time() - started) / 60:.1f} min; 1-min load average {load_start:.1f} at the "
+        f"start, {os.getloadavg()[0]:.1f} at the end (shared machine).",
+        "",
+        f"Cost: `georay.curate.score` of {sp['n']} synthetic 640x480 JPEGs, small encoder (side "
+        "224, decoding dominates), `--decode tasks`, 4 runs interleaved without, with, with, "
+        "without `--phash` (means; the decode tasks' CPU per image from Ray Data's stats):",
+        "",
+        "| | score rows/s | decode-task CPU ms/img | load during |",
+        "|---|---|---|---|",
+        f"| without --phash | {sp['without']['rows_s']:.1f} | "
+        f"{sp['without']['decode_cpu_ms']:.2f} | {sp['without']['load']:.1f} |",
+        f"| with --phash | {sp['with']['rows_s']:.1f} | {sp['with']['decode_cpu_ms']:.2f} | "
+        f"{sp['with']['load']:.1f} |",
+        "",
+        f"Ratio with/without: **{sp['ratio']:.2f}** (target >= 0.9).",
+        "",
+        "What it finds: issue 22's world (`georay synth --n 160 --countries 8 --seed 0`, 10 "
+        "re-uploads per kind of distinct views, at the view's place; 2 kinds added), `curate fit` "
+        "with the default tiny encoder, `curate score --sha256 --embeddings --phash`, `curate "
+        "dedup --similarity 0.997` with `--no-perceptual` (the issue's setting) and with the "
+        "perceptual tier (default `--hamming 6`):",
+        "",
+        "| copy | found, embeddings only | found, with phash |",
+        "|---|---|---|",
+    ]
+    a, b = q["embeddings only"], q["with phash"]
+    for kind in a["found"]:
+        fa, fb = a["found"][kind], b["found"][kind]
+        lines.append(f"| {kind} | {fa[0]}/{fa[1]} | {fb[0]}/{fb[1]} |")
+    lines += [
+        f"| distinct views (no copies) wrongly dropped | {a['distinct_dropped']}/{a['distinct']} "
+        f"| {b['distinct_dropped']}/{b['distinct']} |",
+        "",
+        f"Reasons with phash: {b['reasons']}.",
+        "",
+        "Raw: `" + json.dumps(results) + "`",
+    ]
+    return "\n".join(lines)
+
+
 def run(args) -> dict:
     import ray
     import torch
@@ -352,6 +550,11 @@ def run(args) -> dict:
         results["scale"] = bench_scale(manifest, sub, args.scale_rows)
     if args.dedup_rows:
         results["dedup"] = bench_dedup(sub, args.dedup_rows)
+    if args.phash:
+        _init_ray()
+        results["phash"] = {"quality": bench_phash_quality(sub),
+                            "speed": bench_phash_speed(manifest, sub, args.phash_n)}  # fmt: skip
+        ray.shutdown()
     results["load"].append(os.getloadavg()[0])
     return results
 
@@ -504,12 +707,24 @@ def main() -> None:
                    default=[5000, 20000], help="manifest sizes of --scale")  # fmt: skip
     p.add_argument("--dedup-rows", type=lambda t: [int(x) for x in t.split(",")], default=[],
                    help="also dedup synthetic score outputs of these sizes (no images)")  # fmt: skip
+    p.add_argument("--phash", action="store_true",
+                   help="the perceptual hash's cost and what it finds (own section)")  # fmt: skip
+    p.add_argument("--phash-n", type=int, default=1000, help="images per --phash speed run")
     p.add_argument("--world", default=str(Path(tempfile.gettempdir()) / "georay-bench-world"))
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--quality-head", default=None, help="add the fit metrics of this head")
     args = p.parse_args()
-    t = time.perf_counter()
+    t, started, load_start = time.perf_counter(), time.time(), os.getloadavg()[0]
     results = run(args)
+    if "phash" in results:
+        from benchmarks.common import write_section as write_own_section
+
+        text = phash_report(results["phash"], started, load_start)
+        print(text)
+        if not args.no_write:
+            write_own_section("curate-phash", text)
+    if not (results["encoders"] or "scale" in results or "dedup" in results):
+        return
     text = report(args, results, time.perf_counter() - t)
     print(text)
     if not args.no_write:

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python -m benchmarks.knn`` (gallery sizes 10K and 1M synthetic embeddings,
 256-d). For each size, in the same run:
 
-* georay: ``georay.baseline.index`` as the kNN actor uses it (``build_faiss(kind="auto")``:
+* georay: ``georay.data.vectors`` as the kNN actor uses it (``build_index(kind="auto")``:
   exact ``IndexFlatIP`` up to 50K vectors, ``IndexIVFFlat`` above), ``Gallery.search`` of k
   neighbours plus :func:`~georay.baseline.index.locate` (the weighted medoid), per query batch;
 * baseline: brute-force numpy, the same cosine similarities as one matrix product per chunk of
@@ -29,7 +29,8 @@ import numpy as np
 
 from benchmarks.common import Conditions, write_part
 from georay.baseline.config import KnnConfig
-from georay.baseline.index import Gallery, build_faiss, locate, normalized
+from georay.baseline.index import Gallery, locate
+from georay.data.vectors import build_index, normalise
 from georay.geo.distance import haversine_km
 
 AREA = "knn"
@@ -88,7 +89,7 @@ def measure(n: int, queries: int, base_queries: int, k: int, temperature: float)
     q, _ = synthetic(queries, 2, centres)
     none = np.full(n, None, dtype=object)
     t = time.perf_counter()
-    index = build_faiss(emb, "auto")
+    index = build_index(emb, "auto")
     build_s = time.perf_counter() - t
     g = Gallery(index, none, clat[place], clon[place], none, none)
     g.search(q[:64], k)  # warm-up
@@ -169,7 +170,7 @@ def sweep(run: str, ks=(1, 3, 5, 10, 20, 50), temperatures=(0.0, 0.01, 0.02, 0.0
     x, split, lat, lon, country, city = _demo_arrays(run)
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     ids = np.arange(len(x)).astype(str).astype(object)
-    g = Gallery(build_faiss(normalized(x[train]), "flat"), ids[train], lat[train], lon[train],
+    g = Gallery(build_index(normalise(x[train]), "flat"), ids[train], lat[train], lon[train],
                 country[train].astype(object), city[train].astype(object))  # fmt: skip
     grid = {}
     for k in ks:

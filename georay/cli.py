@@ -8,6 +8,8 @@ policy of every command:
 
 * a user mistake (:class:`georay.errors.UserError`, or a config that fails validation) prints
   ``georay <command>: error: <what and where>`` on stderr and exits with status 2;
+* a job that ran but whose output is wrong (:class:`georay.errors.JobFailed`: rows out differ
+  from rows in) prints the same one line and exits with status 1; its ``summary.json`` says why;
 * ``-v`` logs at debug level and shows the traceback of such an error too;
 * anything else is a bug and fails loudly, with its traceback.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from georay.command import Command, Group
 from georay.config import add_dataclass_args, flag, from_args, split_name
-from georay.errors import UserError
+from georay.errors import JobFailed, UserError
 
 # Stage CLI modules, in pipeline order (the order of `georay --help`).
 STAGE_CLIS = [
@@ -87,13 +89,13 @@ def _function(target: str) -> Callable[[Any], Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _fail(prog: str, err: BaseException, verbose: bool) -> int:
+def _fail(prog: str, err: BaseException, verbose: bool, status: int = 2) -> int:
     if verbose:
         import traceback
 
         traceback.print_exception(err)
     print(f"{prog}: error: {err}", file=sys.stderr)
-    return 2
+    return status
 
 
 def check_inputs(cfg: Any) -> None:
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _function(command.run)(cfg)
     except UserError as err:
         return _fail(prog, err, args.verbose)
+    except JobFailed as err:  # the job ran; its summary.json says what is wrong
+        return _fail(prog, err, args.verbose, status=1)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

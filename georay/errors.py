@@ -14,3 +14,11 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """A mistake in what the user asked for; the message says what and where."""
+
+
+class JobFailed(RuntimeError):
+    """A job ran to its end but its output is wrong (e.g. rows out differ from rows in).
+
+    Its ``summary.json`` is written and says why (``failed``); the ``georay`` command prints
+    the message as one line and exits with status 1.
+    """

@@ -1,25 +1,12 @@
-"""The retrieval baseline's core: a faiss index over a geotagged gallery, and where k neighbours
-point. No Ray here; :mod:`georay.baseline.knn` runs it as a bulk job.
-
-Why faiss: it is the standard library for nearest-neighbour search over dense vectors (exact
-and approximate indexes, BLAS-batched inner products, OpenMP), a single wheel (``faiss-cpu``)
-with no service to run, and its indexes serialize to bytes, so the driver builds the index once
-and every actor receives it through the object store. Embeddings are L2-normalised, so the
-inner product is the cosine similarity.
-
-Index by gallery size (``kind="auto"``), measured in BENCHMARKS.md ("knn"):
-
-* up to :data:`FLAT_MAX` (50K) vectors, ``IndexFlatIP``: exact, nothing to train. A flat search
-  scans every vector, so its cost grows with the gallery; at 10K vectors it answered ~750
-  queries/s on 2 busy cores (a numpy matrix product + argpartition did ~1,350: at that size
-  either is far faster than embedding the query images), at 1M a brute-force scan does ~18;
-* above, ``IndexIVFFlat``: k-means into ``nlist = 4 * sqrt(n)`` lists (trained on a sample of
-  40 vectors per list), searching the ``nprobe = 32`` nearest lists only: at 1M vectors ~450
-  queries/s (25x brute force) with recall@5 0.97 and the same answer as the exact neighbours
-  in every query measured, for a one-off build of ~8 minutes on 2 busy cores and the vectors
-  held once more in the lists (1 GiB per million 256-d vectors). HNSW (M=32) was tried on 2
-  cores: no faster to build than IVF at 100K vectors and fewer true neighbours found at the
-  same speed; IVF also scales on with PQ codes (``IndexIVFPQ``) when vectors outgrow memory.
+"""The retrieval baseline's core: a gallery's faiss index and where k neighbours point. No Ray
+here; :mod:`georay.baseline.knn` runs it as a bulk job. The index is
+:func:`georay.data.vectors.build_index` (why faiss, and which index at which gallery size, is
+said there): at 10K vectors a flat index answered ~750 queries/s on 2 busy cores, at 1M a
+brute-force scan does ~18 and the IVF index ~450, for a one-off build of ~8 minutes on 2 busy
+cores and the vectors held once more in the lists (1 GiB per million 256-d vectors). HNSW
+(M=32) was tried on 2 cores: no faster to build than IVF at 100K vectors and fewer true
+neighbours found at the same speed; IVF also scales on with PQ codes (``IndexIVFPQ``) when
+vectors outgrow memory.
 
 Where k neighbours point (:func:`locate`): the similarity-weighted geodesic medoid of their
 locations, the neighbour ``i`` minimising ``sum_j w_j * d(x_i, x_j)`` with
@@ -40,58 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from georay.data.vectors import normalise
 from georay.geo.distance import haversine_km
-
-FLAT_MAX = 50_000
-# k-means of the IVF lists: faiss asks for >= 39 training vectors per list; 10 iterations
-# instead of faiss's 25 train 2.5x faster (the recall that gives is in BENCHMARKS.md, knn).
-IVF_TRAIN_PER_LIST = 40
-IVF_KMEANS_ITERATIONS = 10
-
-
-def normalized(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32, C order: what faiss wants)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
-def build_faiss(
-    emb: np.ndarray, kind: str = "auto", *, nprobe: int = 32, seed: int = 0, threads: int = 0
-):
-    """A faiss inner-product index over ``emb`` (already normalised).
-
-    Parameters
-    ----------
-    kind
-        ``"flat"`` (exact), ``"ivf"`` or ``"auto"`` (flat up to :data:`FLAT_MAX` vectors).
-    nprobe
-        Inverted lists an IVF index searches per query.
-    threads
-        OpenMP threads for building (0: faiss's default, every core).
-    """
-    import faiss
-
-    if threads:
-        faiss.omp_set_num_threads(threads)
-    n, dim = emb.shape
-    if kind == "auto":
-        kind = "flat" if n <= FLAT_MAX else "ivf"
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "ivf":
-        nlist = max(1, int(4 * np.sqrt(n)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        sample = rng.choice(n, size=min(n, IVF_TRAIN_PER_LIST * nlist), replace=False)
-        index.cp.seed = seed
-        index.cp.niter = IVF_KMEANS_ITERATIONS
-        index.train(emb[np.sort(sample)])
-        index.nprobe = nprobe
-    else:
-        raise ValueError(f"index kind must be auto, flat or ivf, not {kind!r}")
-    index.add(emb)
-    return index
 
 
 @dataclass
@@ -136,7 +73,7 @@ class Gallery:
         gallery item with the query's own id is skipped (a query in the gallery would find
         itself)."""
         extra = 1 if exclude is not None else 0
-        sims, rows = self.index.search(normalized(queries), k + extra)
+        sims, rows = self.index.search(normalise(queries), k + extra)
         if exclude is None:
             return sims, rows
         own = (rows >= 0) & (self.image_id[np.maximum(rows, 0)] == exclude[:, None])

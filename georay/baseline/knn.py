@@ -25,10 +25,11 @@ import pyarrow.compute as pc
 
 from georay import pipeline as pl
 from georay.baseline.config import KnnConfig
-from georay.baseline.index import Gallery, build_faiss, describe, locate, normalized
+from georay.baseline.index import Gallery, describe, locate
 from georay.baseline.threads import set_threads
 from georay.curate.embedder import Embedder, EncoderSpec
 from georay.data.storage import join_uri, read_bytes
+from georay.data.vectors import build_index, normalise
 from georay.errors import UserError
 from georay.predict.rows import predictions_table, rows_of, run_predictions_job
 from georay.protocol.predictions import Resolved, add_cells, answer_row
@@ -119,7 +120,7 @@ def load_gallery(cfg: KnnConfig) -> tuple[Gallery, dict]:
     need = np.equal(city, None)
     if need.any():
         city[need] = city_of_coordinates(gaz, lat[need], lon[need])[0]
-    index = build_faiss(normalized(emb[keep]), cfg.index, nprobe=cfg.nprobe)
+    index = build_index(normalise(emb[keep]), cfg.index, nprobe=cfg.nprobe)
     gallery = Gallery(index, ids[keep].astype(object), lat, lon, country, city)
     info = {
         "gallery_rows": len(gallery),

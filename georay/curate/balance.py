@@ -39,6 +39,7 @@ from georay.curate.duplicates import best_first
 from georay.data.storage import join_uri, read_bytes, write_bytes
 from georay.errors import UserError
 from georay.geo.cells import cell_centroids, latlng_to_cells
+from georay.pipeline.record import count_problem, finish_job
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,8 @@ def balance(cfg: BalanceConfig) -> dict:
              join_uri(cfg.output, "countries.csv"))  # fmt: skip
     write_bytes(join_uri(cfg.output, "balance.png"), figure(per_cell, cfg))
     summary = _summary(cfg, n, keep, unique, cell_capped, country_capped, cells, per_cell)
-    write_bytes(join_uri(cfg.output, "summary.json"), json.dumps(summary, indent=2).encode())
-    log.info("balance: %s", {k: v for k, v in summary.items() if k != "top_cells"})
-    return summary
+    decided = sum(summary[k] for k in ("kept", DUPLICATE, CELL_CAP, COUNTRY_CAP))
+    return finish_job("balance", cfg.output, summary, count_problem(n, decided))
 
 
 def _table(counts: dict[str, tuple[int, int]], key: str, with_centroids: bool = False):

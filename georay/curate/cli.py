@@ -34,12 +34,13 @@ COMMANDS = [
                 "dedup",
                 DedupConfig,
                 "georay.curate.dedup:dedup",
-                help="drop exact copies and near duplicates of a scored set; resumable",
-                description="Read a `curate score` output (--sha256 for exact copies, "
-                "--embeddings for near duplicates) and decide every row once: OUT/dedup/ "
-                "(kept, duplicate_of, similarity, reason) and OUT/summary.json. Near duplicates "
-                "are searched within H3 cells (faiss kNN, cosine >= --similarity); the most "
-                "locatable view of each group is kept. Rerun to resume.",
+                help="drop exact copies, perceptual copies and near duplicates of a scored set",
+                description="Read a `curate score` output (--sha256 for exact copies, --phash "
+                "for edited copies, --embeddings for near duplicates) and decide every row once: "
+                "OUT/dedup/ (kept, duplicate_of, similarity, reason) and OUT/summary.json. "
+                "Copies are searched within H3 cells (pHash within --hamming bits, faiss kNN at "
+                "cosine >= --similarity); the most locatable view of each group is kept. Rerun "
+                "to resume.",
             ),
             Command(
                 "balance",

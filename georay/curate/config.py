@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from georay.config import Config, RayConfig, option
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
+from georay.data.phash import DEFAULT_MAX_DISTANCE
 from georay.pipeline.settings import BulkSettings, PoolSettings
 
 
@@ -60,6 +61,11 @@ class ScoreConfig(BulkSettings):
     )
     embeddings: bool = option(False, help="also write OUT/embeddings/ (image_id, embedding)")
     sha256: bool = option(False, help="add a sha256 column of image bytes")
+    phash: bool = option(
+        False,
+        help="add a phash column: 64-bit perceptual hash of the pixels (16 hex digits), for "
+        "`curate dedup` to find edited re-uploads",
+    )
     decode: str = option(
         "tasks",
         help="where images are fetched and decoded: 'tasks' (CPU tasks beside the encoder "
@@ -86,8 +92,8 @@ class DedupConfig(RayConfig):
     """``georay curate dedup``: drop exact and near-duplicate views of a scored set; resumable."""
 
     input: str = option(
-        help="output folder of `curate score` (scores/ with --sha256, embeddings/ with "
-        "--embeddings)",
+        help="output folder of `curate score` (scores/ with --sha256 and --phash, embeddings/ "
+        "with --embeddings)",
         path="in",
     )
     output: str = option(
@@ -98,7 +104,16 @@ class DedupConfig(RayConfig):
         help="cosine of two views' embeddings at or above which they are near duplicates "
         "(for a pretrained CLIP; random-init encoders need ~0.995)",
     )
-    near: bool = option(True, help="also remove near duplicates (--no-near: exact copies only)")
+    near: bool = option(
+        True, help="also remove near duplicates by embedding (--no-near: exact and perceptual only)"
+    )
+    perceptual: bool = option(
+        True, help="remove perceptual copies where the scores have a phash column (score --phash)"
+    )
+    hamming: int = option(
+        DEFAULT_MAX_DISTANCE,
+        help="pHash bits (of 64) at or below which two views of a block are perceptual copies",
+    )
     h3_resolution: int = option(
         3,
         help="H3 resolution of the candidate blocks: only views in the same cell (else the same "
@@ -121,6 +136,8 @@ class DedupConfig(RayConfig):
             raise ValueError(f"similarity must be in (0, 1], got {self.similarity}")
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")
+        if not 0 <= self.hamming <= 32:
+            raise ValueError(f"hamming must be in 0..32, got {self.hamming}")
         for name in ("neighbours", "exact_rows", "nprobe", "rows_per_part"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -1,12 +1,19 @@
-"""``curate dedup``: drop exact copies and near duplicates of a scored set; resumable.
+"""``curate dedup``: drop exact copies, perceptual copies and near duplicates of a scored set.
 
-Input: the output folder of ``curate score`` (``scores/`` with ``--sha256`` for exact copies,
-``embeddings/`` with ``--embeddings`` for near duplicates; nothing is embedded again). Output:
+Input: the output folder of ``curate score`` (``scores/`` with ``--sha256`` for exact copies and
+``--phash`` for perceptual copies, ``embeddings/`` with ``--embeddings`` for near duplicates;
+nothing is hashed or embedded again). Output:
 
 * ``OUT/dedup/``: every scored row exactly once: ``image_id``, ``kept``, ``duplicate_of`` (the
   kept row it duplicates), ``similarity`` (cosine of the two embeddings), ``reason``
-  (``exact`` | ``near`` | ``error`` for rows scoring failed on; null when kept), ``block``;
-* ``OUT/summary.json``: rows = kept + exact + near + error, blocks, rates.
+  (``exact`` | ``perceptual`` | ``near`` | ``error`` for rows scoring failed on; null when
+  kept), ``block``;
+* ``OUT/summary.json``: rows = kept + exact + perceptual + near + error, blocks, rates.
+
+The tiers: ``exact`` = same bytes (sha256); ``perceptual`` = pHash within ``--hamming`` bits of
+its keeper's (a re-encode, resize, brightness or contrast change, small crop, added border:
+:mod:`georay.data.phash`), whatever the encoder; ``near`` = in the same group through embedding
+cosine (and perhaps hash) edges, but not a perceptual copy of its keeper.
 
 How (each step scales with rows, never with pairs of rows)::
 
@@ -14,8 +21,9 @@ How (each step scales with rows, never with pairs of rows)::
       locatable of each hash -> candidate blocks: H3 cell at --h3-resolution, else country,
       else "unlocated"; blocks above --max-block-rows split by spherical k-means
     Ray Data: per score part, attach the embeddings of its candidates -> sort-shuffle by block
-      -> per block: faiss kNN within the block, edges >= --similarity, connected components,
-      keep the most locatable (:mod:`georay.curate.duplicates`)
+      -> per block: faiss kNN within the block, edges >= --similarity, and hash pairs within
+      --hamming bits (multi-index hashing), one graph, connected components, keep the most
+      locatable (:mod:`georay.curate.duplicates`)
     driver: commit whole blocks as parts -> exact copies follow their keeper's fate -> summary
 
 What it can miss: near duplicates in different blocks (a view re-uploaded with other
@@ -25,6 +33,10 @@ neighbours and IVF. Memory: the driver holds ~130 bytes of Arrow metadata per ro
 ~350 while it groups (measured at 500K rows; 5M rows: about 2 GB), never an embedding; a block
 task holds its block's embeddings (a 500K-view block of 512-d float32: 1 GB, plus as much again
 for its index), and the shuffle spills to disk beyond the object store.
+
+The job skeleton's pieces (:mod:`georay.pipeline.record`): the ``job.json`` guard (``open_job``), parts
+committed by ``stream_to_parts``, ``summary.json`` by ``finish_job`` (which fails the job when
+the decisions do not cover every scored row exactly once).
 
 Resuming: rows are committed through :class:`georay.pipeline.PartWriter` in parts that hold
 whole blocks, so a rerun skips the committed rows and recomputes only unfinished blocks, with
@@ -52,15 +64,24 @@ import pyarrow.parquet as pq
 from georay import pipeline as pl
 from georay.curate import duplicates as dup
 from georay.curate.config import DedupConfig
+from georay.data.phash import hash_codes
 from georay.data.storage import filesystem_for, join_uri, read_bytes, write_bytes
+from georay.data.vectors import normalise
 from georay.errors import UserError
-from georay.pipeline.job import check_job, describe_schema
-from georay.pipeline.output import conform
+from georay.pipeline.output import conform, stream_to_parts
+from georay.pipeline.record import (
+    count_problem,
+    describe_schema,
+    finish_job,
+    open_job,
+    progress_logger,
+    run_rates,
+)
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
 
-EXACT, NEAR, ERROR = "exact", "near", "error"
+EXACT, PERCEPTUAL, NEAR, ERROR = "exact", "perceptual", "near", "error"
 DEDUP_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -71,7 +92,7 @@ DEDUP_SCHEMA = pa.schema(
         ("block", pa.string()),
     ]
 )
-SCORE_COLUMNS = ("image_id", "status", "locatability", "sha256", "lat", "lon", "country")
+SCORE_COLUMNS = ("image_id", "status", "locatability", "sha256", "phash", "lat", "lon", "country")
 SPLIT_DIR = "_split"
 SAMPLE_ROWS = 50_000  # embeddings a k-means split of one block is trained on
 
@@ -185,7 +206,7 @@ def split_centroids(
         if all(sum(len(s) for s in samples[b]) >= SAMPLE_ROWS for b in todo):
             break
     for b in todo:
-        x = dup.normalise(np.concatenate(samples[b]))
+        x = normalise(np.concatenate(samples[b]))
         parts_n = max(2, math.ceil(sizes[b] / (cfg.max_block_rows / 2)))
         centroids[b], _ = dup.split_block(x, min(parts_n, max(1, len(x) // 2)), seed=cfg.seed)
         buf = io.BytesIO()
@@ -224,6 +245,7 @@ def with_embeddings(
                     "block": pa.array(blocks.tolist(), pa.string()),
                     "locatability": mine["locatability"],
                     "embedding": pa.FixedSizeListArray.from_arrays(flat, x.shape[1]),
+                    **({"phash": mine["phash"]} if "phash" in mine.column_names else {}),
                 }
             )
         )
@@ -238,22 +260,31 @@ def _matrix(column) -> np.ndarray:
     return np.asarray(col.to_numpy(), dtype=np.float32)
 
 
-def near_block(group: pa.Table, similarity: float, **search) -> pa.Table:
+def near_block(group: pa.Table, similarity: float, hamming: int | None, **search) -> pa.Table:
     """One block's decisions (the :data:`DEDUP_SCHEMA` columns, plus ``_group_rows`` so the
-    driver knows when it has all of them)."""
+    driver knows when it has all of them). Embedding edges where the block has an
+    ``embedding`` column, hash edges where it has ``phash`` and ``hamming`` is set."""
     group = group.sort_by("image_id")  # the same members give the same result in any order
     ids = np.array(group["image_id"].to_pylist(), dtype=object)
     loc = group["locatability"].to_numpy(zero_copy_only=False).astype(np.float64)
-    found = dup.near_groups(ids, loc, _matrix(group["embedding"]), similarity, **search)
+    x = _matrix(group["embedding"]) if "embedding" in group.column_names else None
+    codes = None
+    if hamming is not None and "phash" in group.column_names:
+        codes = hash_codes(group["phash"].to_pylist())
+    found = dup.near_groups(ids, loc, x, similarity, codes=codes, max_distance=hamming or 0,
+                            **search)  # fmt: skip
     keeper, n = found["keeper"], len(ids)
     kept = keeper == np.arange(n)
+    reason = np.where(kept, None, np.where(found["perceptual"], PERCEPTUAL, NEAR))
     return pa.table(
         {
             "image_id": group["image_id"],
             "kept": pa.array(kept),
             "duplicate_of": pa.array(np.where(kept, None, ids[keeper]).tolist(), pa.string()),
-            "similarity": pa.array(found["similarity"], pa.float32(), mask=kept),
-            "reason": pa.array([None if k else NEAR for k in kept], pa.string()),
+            "similarity": pa.array(
+                found["similarity"], pa.float32(), mask=kept | np.isnan(found["similarity"])
+            ),  # fmt: skip
+            "reason": pa.array(reason.tolist(), pa.string()),
             "block": group["block"],
             "_group_rows": pa.array(np.full(n, n, np.int64)),
         }
@@ -269,8 +300,10 @@ def _partitions(rows: int, dim: int, groups: int) -> int:
     return max(1, min(groups, max(cpus, by_size)))
 
 
-def _run_blocks(cfg: DedupConfig, todo: pa.Table, embeddings, centroids, dim: int):
-    """Ray Data: the decisions of the blocks of ``todo``, streamed a batch at a time."""
+def _run_blocks(cfg: DedupConfig, todo: pa.Table, embeddings, centroids, dim: int,
+                hamming: int | None):  # fmt: skip
+    """Ray Data: the decisions of the blocks of ``todo``, streamed a batch at a time (with the
+    embeddings of its rows when ``cfg.near``)."""
     import ray
     from ray.data.context import DataContext, ShuffleStrategy
 
@@ -288,17 +321,19 @@ def _run_blocks(cfg: DedupConfig, todo: pa.Table, embeddings, centroids, dim: in
     # created under, so set it first.
     old, ctx.shuffle_strategy = ctx.shuffle_strategy, ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     try:
-        ds = ray.data.from_arrow(tables).map_batches(
-            with_embeddings,
-            batch_format="pyarrow",
-            batch_size=None,
-            fn_kwargs={"embeddings": embeddings, "centroids": centroids},
-        )
+        ds = ray.data.from_arrow(tables)
+        if cfg.near:
+            ds = ds.map_batches(
+                with_embeddings,
+                batch_format="pyarrow",
+                batch_size=None,
+                fn_kwargs={"embeddings": embeddings, "centroids": centroids},
+            )
         grouped = ds.groupby("block", num_partitions=_partitions(todo.num_rows, dim, groups))
         out = grouped.map_groups(
             near_block,
             batch_format="pyarrow",
-            fn_kwargs={"similarity": cfg.similarity, **search},
+            fn_kwargs={"similarity": cfg.similarity, "hamming": hamming, **search},
         )
     finally:
         ctx.shuffle_strategy = old
@@ -323,30 +358,6 @@ def whole_blocks(batches: Iterable[pa.Table]) -> Iterable[pa.Table]:
 
 
 # ---- the job -------------------------------------------------------------------------------
-
-
-class _Committer:
-    """Commits decision tables as parts of about ``rows_per_part`` rows (whole blocks only)."""
-
-    def __init__(self, writer: pl.PartWriter, rows_per_part: int, start: float):
-        self.writer, self.rows_per_part, self.start = writer, rows_per_part, start
-        self.pending: list[pa.Table] = []
-        self.held = self.total = 0
-
-    def add(self, table: pa.Table) -> None:
-        self.pending.append(conform(table, DEDUP_SCHEMA))
-        self.held += table.num_rows
-        if self.held >= self.rows_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.held:
-            return
-        self.writer.write_part({"dedup": pa.concat_tables(self.pending)})
-        self.total += self.held
-        self.pending, self.held = [], 0
-        rate = self.total / (time.perf_counter() - self.start)
-        log.info("dedup: committed %d rows (%.1f rows/s)", self.total, rate)
 
 
 def _decisions(ids, kept: bool, block, *, reason=None, duplicate_of=None, similarity=None):
@@ -377,118 +388,151 @@ def _followers(rows: pa.Table, keeper: np.ndarray, todo: np.ndarray, committed: 
     return rep, sim
 
 
+def _hamming(cfg: DedupConfig, rows: pa.Table) -> int | None:
+    """The Hamming distance of the perceptual tier, or None when it does not run."""
+    if not cfg.perceptual:
+        return None
+    if "phash" not in rows.column_names:
+        log.warning("dedup: %s has no phash column (score with --phash): edited copies are "
+                    "found by their embeddings only", cfg.input)  # fmt: skip
+        return None
+    return cfg.hamming
+
+
+def _check_input(cfg: DedupConfig, rows: pa.Table, score_job: dict) -> None:
+    if cfg.near and not pl.PartWriter(cfg.input, tables=("scores", "embeddings")).files(
+        "embeddings"
+    ):
+        raise UserError(
+            f"{cfg.input} has no embeddings/: score with --embeddings (into a new --output), or "
+            "give --no-near for exact and perceptual copies only"
+        )
+    if "sha256" not in rows.column_names:
+        log.warning("dedup: %s has no sha256 column (score with --sha256): exact copies are "
+                    "found as near duplicates only, within a block", cfg.input)  # fmt: skip
+    if cfg.near and ":random" in str(score_job.get("model", "")):
+        log.warning("dedup: embeddings of a random-init encoder: distinct views reach cosine "
+                    "0.99; --similarity %.3f may merge them", cfg.similarity)  # fmt: skip
+
+
 def dedup(cfg: DedupConfig) -> dict:
     """Decide, for every scored row, whether it is kept or duplicates a kept row; resumable.
 
     Returns
     -------
     dict
-        What ``OUT/summary.json`` holds: ``rows`` = ``kept`` + ``exact`` + ``near`` +
-        ``error``, block sizes, ``elapsed_s``, ``rows_per_s``, the settings.
+        What ``OUT/summary.json`` holds: ``rows`` = ``kept`` + ``exact`` + ``perceptual`` +
+        ``near`` + ``error``, block sizes, ``elapsed_s``, ``rows_per_s``, the settings.
+
+    Raises
+    ------
+    JobFailed
+        The decisions do not cover every scored row exactly once (``summary.json`` says so).
     """
     start = time.perf_counter()
     rows, embeddings, score_job = read_scores(cfg.input)  # a wrong --input fails before Ray
     init_ray(cfg.address)
-    hashed = "sha256" in rows.column_names
-    if cfg.near and not pl.PartWriter(cfg.input, tables=("scores", "embeddings")).files(
-        "embeddings"
-    ):
-        raise UserError(
-            f"{cfg.input} has no embeddings/: score with --embeddings (into a new --output), or "
-            "give --no-near for exact copies only"
-        )
-    if not hashed:
-        log.warning("dedup: %s has no sha256 column (score with --sha256): exact copies are "
-                    "found as near duplicates only, within a block", cfg.input)  # fmt: skip
-    if cfg.near and ":random" in str(score_job.get("model", "")):
-        log.warning("dedup: embeddings of a random-init encoder: distinct views reach cosine "
-                    "0.99; --similarity %.3f may merge them", cfg.similarity)  # fmt: skip
+    _check_input(cfg, rows, score_job)
+    hamming = _hamming(cfg, rows)
     record = {
         "job": "curate dedup",
         "input": cfg.input,
         "model": score_job.get("model"),
         "similarity": cfg.similarity if cfg.near else None,
+        "hamming": hamming,
         "h3_resolution": cfg.h3_resolution,
         "max_block_rows": cfg.max_block_rows,
         "schema": describe_schema(DEDUP_SCHEMA),
     }
-    writer = pl.PartWriter(cfg.output, tables=("dedup",))
-    check_job(cfg.output, record, has_parts=bool(writer.files()))
-    writer.open()
+    writer = open_job(pl.PartWriter(cfg.output, tables=("dedup",)), record)
     done = writer.done_ids()
     n = rows.num_rows
     ok = pc.equal(rows["status"], "ok").to_numpy(zero_copy_only=False)
     is_done = pc.is_in(rows["image_id"], value_set=done).to_numpy(zero_copy_only=False)
     blocks = block_column(rows, cfg.h3_resolution)
     keeper = np.arange(n)
-    if hashed:
+    if "sha256" in rows.column_names:
         okrows = np.flatnonzero(ok)
         keeper[okrows] = okrows[dup.exact_keepers(rows.take(pa.array(okrows)))]
     candidate = ok & (keeper == np.arange(n))
     log.info("dedup: %d rows (%d ok), %d exact copies, %d already decided", n, ok.sum(),
              (ok & ~candidate).sum(), is_done.sum())  # fmt: skip
-    commit = _Committer(writer, cfg.rows_per_part, start)
-    sizes = _near_phase(cfg, rows, blocks, candidate, is_done, embeddings, commit)
-    commit.flush()
+
+    def commit(decisions: Iterable[pa.Table]) -> int:
+        """Commit decision tables in parts of about --rows-per-part rows (whole tables)."""
+        return stream_to_parts(decisions, writer, lambda t: {"dedup": conform(t, DEDUP_SCHEMA)},
+                               rows_per_part=cfg.rows_per_part,
+                               on_part=progress_logger("dedup", start))  # fmt: skip
+
+    sizes = _block_sizes(rows, blocks, candidate)
+    written = commit(_search_phase(cfg, rows, blocks, candidate, is_done, embeddings, sizes,
+                                   hamming))  # fmt: skip
+    # Exact copies follow their keeper's final fate, so the keepers must be committed first.
     committed = writer.read(["image_id", "kept", "duplicate_of", "similarity"])
+    written += commit(_follow_phase(cfg, rows, blocks, keeper, ok, candidate, is_done, committed))
+    return _summarize(cfg, writer, n, sizes, written, time.perf_counter() - start, hamming)
+
+
+def _follow_phase(cfg, rows, blocks, keeper, ok, candidate, is_done, committed):
+    """Decisions of error rows and of exact copies not yet committed."""
     ids = rows["image_id"]
     errors = np.flatnonzero(~ok & ~is_done)
     for a in range(0, len(errors), cfg.rows_per_part):
         i = pa.array(errors[a : a + cfg.rows_per_part])
-        commit.add(_decisions(ids.take(i), False, blocks.take(i), reason=ERROR))
+        yield _decisions(ids.take(i), False, blocks.take(i), reason=ERROR)
     copies = np.flatnonzero(ok & ~candidate & ~is_done)
     for a in range(0, len(copies), cfg.rows_per_part):
         i = copies[a : a + cfg.rows_per_part]
         rep, sim = _followers(rows, keeper, i, committed)
-        commit.add(_decisions(ids.take(pa.array(i)), False, blocks.take(pa.array(i)),
-                              reason=EXACT, duplicate_of=rep, similarity=sim))  # fmt: skip
-    commit.flush()
-    return _summarize(cfg, writer, n, sizes, commit.total, time.perf_counter() - start)
+        yield _decisions(ids.take(pa.array(i)), False, blocks.take(pa.array(i)),
+                         reason=EXACT, duplicate_of=rep, similarity=sim)  # fmt: skip
 
 
-def _near_phase(cfg, rows, blocks, candidate, is_done, embeddings, commit) -> dict[str, int]:
-    """Decide every candidate (ok, not an exact copy) not yet committed; returns block sizes."""
-    cand = pa.table(
-        {
-            "image_id": rows["image_id"],
-            "block": blocks,
-            "locatability": rows["locatability"],
-            "_part": rows["_part"],
-        }
-    ).filter(pa.array(candidate))
-    counts = pc.value_counts(cand["block"])
-    sizes = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
-                     strict=True))  # fmt: skip
+def _block_sizes(rows, blocks, candidate) -> dict[str, int]:
+    """Candidates (ok, not an exact copy) per block."""
+    counts = pc.value_counts(blocks.filter(pa.array(candidate)))
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
+                    strict=True))  # fmt: skip
+
+
+def _search_phase(cfg, rows, blocks, candidate, is_done, embeddings, sizes, hamming):
+    """Decisions of every candidate (ok, not an exact copy) not yet committed, whole blocks."""
+    columns = {"image_id": rows["image_id"], "block": blocks,
+               "locatability": rows["locatability"], "_part": rows["_part"]}  # fmt: skip
+    if hamming is not None:
+        columns["phash"] = rows["phash"]
+    cand = pa.table(columns).filter(pa.array(candidate))
     todo = cand.filter(pa.array(~is_done[candidate]))
     if not todo.num_rows:
-        return sizes
-    if not cfg.near:  # exact copies only: every other view is kept
-        commit.add(_decisions(todo["image_id"], True, todo["block"]))
-        return sizes
+        return
+    if not cfg.near and hamming is None:  # exact copies only: every other view is kept
+        yield _decisions(todo["image_id"], True, todo["block"])
+        return
     # One view in its block: kept without any search.
     single = pa.array([b for b, k in sizes.items() if k == 1], pa.string())
     lone = pc.is_in(todo["block"], value_set=single)
     alone = todo.filter(lone)
     if alone.num_rows:
-        commit.add(_decisions(alone["image_id"], True, alone["block"]))
+        yield _decisions(alone["image_id"], True, alone["block"])
     todo = todo.filter(pc.invert(lone))
-    if todo.num_rows:
+    if not todo.num_rows:
+        return
+    centroids, dim = {}, 0
+    if cfg.near:  # oversized blocks are split by their embeddings
         centroids = split_centroids(cfg, todo, embeddings, sizes)
         fs, path = filesystem_for(embeddings[int(todo["_part"][0].as_py())])
         dim = pq.read_schema(path, filesystem=fs).field("embedding").type.list_size
-        for block in whole_blocks(_run_blocks(cfg, todo, embeddings, centroids, dim)):
-            commit.add(block)
-    return sizes
+    yield from whole_blocks(_run_blocks(cfg, todo, embeddings, centroids, dim, hamming))
 
 
-def _summarize(cfg, writer, n_in: int, sizes: dict[str, int], written: int, elapsed: float):
+def _summarize(cfg, writer, n_in: int, sizes, written: int, elapsed: float, hamming) -> dict:
     out = writer.read(["kept", "reason"])
     reason = out["reason"].to_numpy(zero_copy_only=False)
-    counts = {r: int((reason == r).sum()) for r in (EXACT, NEAR, ERROR)}
+    counts = {r: int((reason == r).sum()) for r in (EXACT, PERCEPTUAL, NEAR, ERROR)}
     kept = int(pc.sum(out["kept"]).as_py() or 0)
-    if out.num_rows != n_in or kept + sum(counts.values()) != n_in:
-        log.error("dedup: %d scored rows but %d decisions (%d kept + %s)", n_in, out.num_rows,
-                  kept, counts)  # fmt: skip
+    problem = count_problem(n_in, out.num_rows)
+    if not problem and kept + sum(counts.values()) != n_in:
+        problem = f"{n_in} scored rows but {kept} kept + {counts} decided"
     big = sorted(sizes.values(), reverse=True)
     summary = {
         "rows": out.num_rows,
@@ -500,13 +544,10 @@ def _summarize(cfg, writer, n_in: int, sizes: dict[str, int], written: int, elap
         "blocks_ivf": sum(s > cfg.exact_rows for s in big),
         "blocks_split": sum(s > cfg.max_block_rows for s in big),
         "similarity": cfg.similarity if cfg.near else None,
+        "hamming": hamming,
         "h3_resolution": cfg.h3_resolution,
-        "rows_this_run": written,
-        "elapsed_s": round(elapsed, 3),
-        "rows_per_s": round(written / elapsed, 3) if elapsed > 0 else None,
+        **run_rates(written, elapsed),
         "input": cfg.input,
         "output": cfg.output,
     }
-    write_bytes(join_uri(cfg.output, "summary.json"), json.dumps(summary, indent=2).encode())
-    log.info("dedup: %s", summary)
-    return summary
+    return finish_job("dedup", cfg.output, summary, problem)

@@ -1,4 +1,5 @@
-"""Duplicate detection on one block of rows: exact (same bytes) and near (cosine of embeddings).
+"""Duplicate detection on one block of rows: exact (same bytes), perceptual (pHash within a
+Hamming distance) and near (cosine of embeddings).
 
 Pure functions (NumPy, pyarrow, faiss, scipy), no Ray; the resumable job around them is
 :mod:`georay.curate.dedup`. One keeper rule everywhere: the most locatable row of a group wins,
@@ -6,8 +7,11 @@ ties go to the smallest ``image_id``, so the outcome never depends on row order.
 
 Near duplicates: embeddings are L2-normalised, so inner product = cosine. Each row's ``k``
 nearest neighbours in its block are searched with faiss (exact ``IndexFlatIP`` up to
-``exact_rows`` rows, an ``IndexIVFFlat`` above); neighbour pairs at or above the threshold are
-edges, and every connected component of that graph is one duplicate group. Limits, by design:
+``exact_rows`` rows, an ``IndexIVFFlat`` above: :func:`georay.data.vectors.build_index`);
+neighbour pairs at or above the threshold are edges. Perceptual copies: every pair of the block
+whose hashes are within the Hamming distance is an edge too (found by multi-index hashing, not
+by comparing all pairs). Every connected component of that one graph is one duplicate group.
+Limits, by design:
 
 * a component can chain: A~B and B~C put A and C in one group even when A and C are further
   apart than the threshold (consecutive frames of a slow drive collapse to one). ``similarity``
@@ -21,12 +25,11 @@ edges, and every connected component of that graph is one duplicate group. Limit
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from georay.data.vectors import build_index, normalise
 from georay.geo.cells import latlng_to_cells
 
 UNLOCATED = "unlocated"
@@ -92,33 +95,6 @@ def exact_keepers(table: pa.Table) -> np.ndarray:
     return keeper
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32, contiguous, as faiss wants); zero rows stay zero."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norm, 1e-12), dtype=np.float32)
-
-
-def _index(x: np.ndarray, exact_rows: int, nprobe: int, seed: int):
-    """A faiss inner-product index over ``x``: exact up to ``exact_rows`` rows, IVF above."""
-    import faiss
-
-    n, d = x.shape
-    if n <= exact_rows:
-        index = faiss.IndexFlatIP(d)
-    else:
-        nlist = max(1, int(4 * math.sqrt(n)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        # faiss trains on at most 256 points per list anyway; a seeded sample keeps it fast.
-        rng = np.random.default_rng(seed)
-        sample = x[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
-        index.train(sample)
-        index.nprobe = min(nprobe, nlist)
-    index.add(x)
-    return index
-
-
 def near_pairs(
     x: np.ndarray, threshold: float, *, k: int = 16, exact_rows: int = 20_000,
     nprobe: int = 16, seed: int = 0,
@@ -129,7 +105,7 @@ def near_pairs(
     if n < 2:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.float32)
-    index = _index(x, exact_rows, nprobe, seed)
+    index = build_index(x, exact_rows=exact_rows, nprobe=nprobe, seed=seed)
     sims, nbrs = index.search(x, min(k + 1, n))  # + 1: a row finds itself first
     rows = np.repeat(np.arange(n), nbrs.shape[1])
     nbrs, sims = nbrs.ravel(), sims.ravel()
@@ -140,19 +116,60 @@ def near_pairs(
     return pairs // n, pairs % n, s[first]
 
 
+def hash_pairs(codes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i < j``, of binary codes ``(n, bytes)`` (uint8) at Hamming distance
+    ``<= max_distance``: every such pair, never comparing all pairs.
+
+    faiss' multi-index hashing: the bits are cut into ``max_distance + 1`` substrings, one hash
+    table each; two codes within ``max_distance`` bits agree exactly on at least one substring
+    (pigeonhole), so looking up each code's substrings finds every pair, and only codes that share
+    a substring are compared.
+    """
+    import faiss
+
+    n, bits = len(codes), codes.shape[1] * 8
+    if n < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    tables = max_distance + 1
+    index = faiss.IndexBinaryMultiHash(bits, tables, bits // tables)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    index.add(codes)
+    lims, _, nbrs = index.range_search(codes, max_distance + 1)  # strictly below the radius
+    rows = np.repeat(np.arange(n), np.diff(lims.astype(np.int64)))
+    keep = nbrs > rows
+    return rows[keep], nbrs[keep].astype(np.int64)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits in which the rows of two ``(n, bytes)`` uint8 code arrays differ."""
+    return np.unpackbits(np.bitwise_xor(a, b), axis=1).sum(axis=1)
+
+
 def near_groups(
-    ids: np.ndarray, locatability: np.ndarray, x: np.ndarray, threshold: float, **search
+    ids: np.ndarray,
+    locatability: np.ndarray,
+    x: np.ndarray | None,
+    threshold: float,
+    *,
+    codes: np.ndarray | None = None,
+    max_distance: int = 0,
+    **search,
 ) -> dict[str, np.ndarray]:
-    """Near-duplicate groups of one block and their keepers.
+    """Duplicate groups of one block (embedding-near or perceptual copies) and their keepers.
 
     Parameters
     ----------
     ids, locatability
         ``image_id`` and score of each row (the keeper rule).
     x
-        Embeddings ``(n, dim)``; normalised here.
+        Embeddings ``(n, dim)`` (normalised here), or None: no embedding edges.
     threshold
         Cosine at or above which two rows are duplicates.
+    codes, max_distance
+        Perceptual hashes ``(n, bytes)`` uint8 and the Hamming distance at or below which two
+        rows are copies (:func:`hash_pairs`), or None: no hash edges. Both kinds of edges join
+        one graph, so a group may mix them.
     search
         ``k``, ``exact_rows``, ``nprobe``, ``seed`` of :func:`near_pairs`.
 
@@ -160,14 +177,23 @@ def near_groups(
     -------
     dict
         ``keeper`` (index of each row's keeper; itself for kept rows), ``similarity``
-        (float32 cosine to the keeper; NaN for kept rows) and ``pairs`` (edges found).
+        (float32 cosine to the keeper; NaN for kept rows or without embeddings), ``perceptual``
+        (bool: a dropped row whose hash is within ``max_distance`` of its keeper's) and
+        ``pairs`` (edges found).
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(ids)
-    x = normalise(x)
-    i, j, _ = near_pairs(x, threshold, **search)
+    edges = [np.zeros(0, np.int64)] * 2
+    if x is not None:
+        x = normalise(x)
+        edges = [
+            np.r_[e, p] for e, p in zip(edges, near_pairs(x, threshold, **search)[:2], strict=True)
+        ]
+    if codes is not None:
+        edges = [np.r_[e, p] for e, p in zip(edges, hash_pairs(codes, max_distance), strict=True)]
+    i, j = edges
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
     order = best_first(ids, locatability, comp)
@@ -175,10 +201,15 @@ def near_groups(
     start[1:] = comp[order][1:] != comp[order][:-1]
     keeper = np.empty(n, dtype=np.int64)
     keeper[order] = order[np.maximum.accumulate(np.where(start, np.arange(n), 0))]
-    similarity = np.full(n, np.nan, dtype=np.float32)
     dropped = keeper != np.arange(n)
-    similarity[dropped] = np.einsum("ij,ij->i", x[dropped], x[keeper[dropped]])
-    return {"keeper": keeper, "similarity": similarity, "pairs": np.int64(len(i))}
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    if x is not None:
+        similarity[dropped] = np.einsum("ij,ij->i", x[dropped], x[keeper[dropped]])
+    perceptual = np.zeros(n, dtype=bool)
+    if codes is not None:
+        perceptual[dropped] = hamming(codes[dropped], codes[keeper[dropped]]) <= max_distance
+    return {"keeper": keeper, "similarity": similarity, "perceptual": perceptual,
+            "pairs": np.int64(len(i))}  # fmt: skip
 
 
 def split_block(x: np.ndarray, parts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +228,5 @@ def split_block(x: np.ndarray, parts: int, seed: int = 0) -> tuple[np.ndarray, n
 
 def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid (inner product) of each normalised row."""
-    import faiss
-
-    index = faiss.IndexFlatIP(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    index = build_index(np.ascontiguousarray(centroids, dtype=np.float32), "flat")
     return index.search(normalise(x), 1)[1][:, 0]

@@ -159,6 +159,7 @@ def embed_dataset(
     segmenter: str | None = None,
     keep_embedding: bool = True,
     sha256: bool = False,
+    phash: bool = False,
     model_id: str = "",
     decode: str = "tasks",
 ):
@@ -173,10 +174,11 @@ def embed_dataset(
 
     options = pl.actor_pool_options(pool)
     in_actor = decode == "actor"
-    load = {"side": side, "sha256": sha256, "max_image_pixels": pool.max_image_pixels,
-            "max_file_bytes": pool.max_file_bytes, "fetch": pool.fetch_policy()}  # fmt: skip
+    load = {"side": side, "sha256": sha256, "phash": phash,
+            "max_image_pixels": pool.max_image_pixels, "max_file_bytes": pool.max_file_bytes,
+            "fetch": pool.fetch_policy()}  # fmt: skip
     if not in_actor:
-        ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
+        ds = pl.load_stage(ds, pool, side=side, sha256=sha256, phash=phash)
     return ds.map_batches(
         Embedder,
         fn_constructor_kwargs={

@@ -4,7 +4,7 @@ read input -> fetch bytes (tasks) -> decode + resize to the encoder's side, uint
 encoder + head (actor pool) -> committed parts (driver), via :mod:`georay.pipeline`. Outputs:
 
 * ``OUT/scores/``: the DESIGN "scores" schema (the input's scalar columns, ``locatability``,
-  ``teacher_locatability``, ``status``, ``error``, ``model``; ``sha256`` on request);
+  ``teacher_locatability``, ``status``, ``error``, ``model``; ``sha256`` and ``phash`` on request);
 * ``OUT/curated/``: the input rows at or above the threshold, with their ``locatability``;
 * ``OUT/embeddings/`` on request: ``image_id`` + ``embedding`` of every ``ok`` row;
 * ``OUT/summary.json``: rows in, ok, error (with reasons), kept, score histogram.
@@ -41,12 +41,15 @@ SCORE_COLUMNS = [
 ]
 
 
-def output_schemas(input_schema: pa.Schema, sha256: bool) -> tuple[pa.Schema, pa.Schema]:
+def output_schemas(
+    input_schema: pa.Schema, sha256: bool, phash: bool = False
+) -> tuple[pa.Schema, pa.Schema]:
     """(scores, curated) schemas for an input with ``input_schema``."""
-    own = {name for name, _ in SCORE_COLUMNS} | {"sha256"}
+    hashes = [(name, pa.string()) for name, on in (("sha256", sha256), ("phash", phash)) if on]
+    own = {name for name, _ in SCORE_COLUMNS} | {"sha256", "phash"}
     base = [f for f in input_schema if f.name in pl.scalar_columns(input_schema)]
     base = [f for f in base if f.name not in own]
-    scores = pa.schema(base + SCORE_COLUMNS + ([("sha256", pa.string())] if sha256 else []))
+    scores = pa.schema(base + SCORE_COLUMNS + hashes)
     curated = pa.schema(base + [("locatability", pa.float32())])
     return scores, curated
 
@@ -124,13 +127,13 @@ def score(cfg: ScoreConfig) -> dict:
     tables = ("scores", "curated") + (("embeddings",) if cfg.embeddings else ())
 
     def outputs(input_schema: pa.Schema) -> dict[str, pa.Schema]:
-        scores, curated = output_schemas(input_schema, cfg.sha256)
+        scores, curated = output_schemas(input_schema, cfg.sha256, cfg.phash)
         return {"scores": scores, "curated": curated,
                 "embeddings": embeddings_schema(info["embedding_dim"])}  # fmt: skip
 
     def stages(ds):
         return embed_dataset(ds, spec, info["side"], cfg, head=cfg.head,
-                             keep_embedding=cfg.embeddings, sha256=cfg.sha256, model_id=model,
+                             keep_embedding=cfg.embeddings, sha256=cfg.sha256, phash=cfg.phash, model_id=model,
                              decode=cfg.decode)  # fmt: skip
 
     job = pl.BulkJob(

@@ -248,6 +248,20 @@ def fit_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
+def decode_cover(
+    data: bytes, side: int, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Decode with the short side resized to ``side`` and the aspect kept (the whole view)."""
+    return _decode(data, lambda w, h: cover_size(w, h, side), max_image_pixels)
+
+
+def centre_crop(pixels: np.ndarray, side: int) -> np.ndarray:
+    """The centre ``side`` x ``side`` square of an image at least that large."""
+    h, w = pixels.shape[:2]
+    top, left = (h - side) // 2, (w - side) // 2
+    return pixels[top : top + side, left : left + side]
+
+
 def decode_square(
     data: bytes, side: int, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> np.ndarray:
@@ -256,10 +270,7 @@ def decode_square(
     The geometry of open_clip's ``Resize(side) + CenterCrop(side)``, through JPEG draft mode and
     with no float conversion: normalisation happens batched on the model's device.
     """
-    pixels = _decode(data, lambda w, h: cover_size(w, h, side), max_image_pixels)
-    h, w = pixels.shape[:2]
-    top, left = (h - side) // 2, (w - side) // 2
-    return pixels[top : top + side, left : left + side]
+    return centre_crop(decode_cover(data, side, max_image_pixels=max_image_pixels), side)
 
 
 def decode_fit(

@@ -3,7 +3,9 @@
 A bulk job maps every input image to exactly one output row, ``ok`` or ``error``, and can be
 killed and rerun at any point. A job describes only what is its own, and
 :func:`run_bulk_job` does the rest (input listing, the ``job.json`` guard, resume, committed
-parts, progress, ``summary.json``)::
+parts, progress, ``summary.json``, and failing the job when rows out differ from rows in). A
+job that is not a map over images (``curate dedup``) uses the same pieces: :func:`open_job`
+(the guard), :func:`stream_to_parts` (committed parts), :func:`finish_job` (the summary)::
 
     from georay import pipeline as pl
 
@@ -33,12 +35,13 @@ Row layout (``batch_format="numpy"`` dicts between stages):
     must keep them, so rows in = ok + error.
 ``pixels``, ``height``, ``width``
     Added by :func:`load_images` (raw RGB bytes; :func:`images_of` gives arrays back), with
-    ``sha256``, ``exif_lat`` / ``exif_lon`` and ``skip`` on request.
+    ``sha256``, ``phash``, ``exif_lat`` / ``exif_lon`` and ``skip`` on request.
 other manifest columns
     Scalars (lat, lon, country, city, source, ...) pass through untouched.
 
 Modules: :mod:`~georay.pipeline.settings` (the shared flags), :mod:`~georay.pipeline.job` (the
 skeleton), :mod:`~georay.pipeline.inputs` (manifests, folders, S3, WebDataset),
+:mod:`~georay.pipeline.record` (the ``job.json`` guard and ``summary.json``),
 :mod:`~georay.pipeline.stages` (load images, actor pools), :mod:`~georay.pipeline.output`
 (committed parts; why not Ray Data's ``CheckpointConfig``: see there). Exports are lazy, so
 importing the settings for ``--help`` does not import Ray.
@@ -48,13 +51,16 @@ from georay.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["BulkSettings", "PoolSettings"], "georay.pipeline.settings"),
-    **dict.fromkeys(["BulkJob", "check_job", "load_stage", "run_bulk_job"], "georay.pipeline.job"),
+    **dict.fromkeys(["BulkJob", "load_stage", "run_bulk_job"], "georay.pipeline.job"),
+    **dict.fromkeys(
+        ["check_job", "count_problem", "finish_job", "open_job"], "georay.pipeline.record"
+    ),
     **dict.fromkeys(
         [
             "dataset_from_table",
             "detect_kind",
+            "Input",
             "filter_done",
-            "input_table",
             "listed_input",
             "read_input",
             "read_webdataset_rows",

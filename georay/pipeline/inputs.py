@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -122,11 +123,6 @@ def listed_input(
     raise ValueError(f"listed_input() lists tables and image folders, not {kind!r}")
 
 
-def input_table(uri: str, kind: InputKind | Literal["auto"] = "auto", **kwargs) -> pa.Table:
-    """The input rows of :func:`listed_input`, without the layout record."""
-    return listed_input(uri, kind, **kwargs)[0]
-
-
 def scalar_columns(schema: pa.Schema) -> list[str]:
     """Columns a pipeline carries through: scalars only (lists, structs and binary stay behind)."""
     keep = []
@@ -204,32 +200,48 @@ def read_webdataset_rows(
     )
 
 
+@dataclass
+class Input:
+    """What :func:`read_input` read: the rows not done, and what a job records about the input."""
+
+    ds: ray.data.Dataset  # pipeline rows not done yet
+    schema: pa.Schema  # of the listed input (WebDataset: image_id, uri)
+    rows: int | None  # input rows; None for WebDataset (streamed, not listed)
+    layout: dict  # how the input was read (``job.json`` / ``summary.json``)
+
+
 def read_input(
     uri: str,
     *,
-    kind: InputKind | Literal["auto"] = "auto",
     done_ids: pa.Array | None = None,
     block_rows: int = 256,
     columns: str = "",
     image_root: str = "",
-) -> ray.data.Dataset:
+    prepare: Callable[[pa.Table], pa.Table] | None = None,
+) -> Input:
     """Any supported input as a Ray Dataset of pipeline rows, minus rows already done.
 
     Parameters
     ----------
     uri
-        Manifest, folder / S3 prefix of images, or a ``.tar`` / folder of WebDataset shards.
-    kind
-        ``"auto"`` detects it (:func:`detect_kind`).
+        Manifest, folder / S3 prefix of images, or a ``.tar`` / folder of WebDataset shards
+        (:func:`detect_kind`).
     done_ids
         ``image_id`` values to skip (:meth:`georay.pipeline.PartWriter.done_ids`).
     block_rows
         Rows per block for listed inputs (the unit of parallelism of the first stages).
     columns, image_root
         How to read a benchmark table (see :func:`listed_input`).
+    prepare
+        Driver-side change of a listed input table before it is read (e.g. add a column).
     """
-    kind = detect_kind(uri) if kind == "auto" else kind
+    kind = detect_kind(uri)
     if kind == "webdataset":
-        return read_webdataset_rows(uri, done_ids=done_ids)
-    table = input_table(uri, kind, columns=columns, image_root=image_root)
-    return dataset_from_table(filter_done(table, done_ids), block_rows=block_rows)
+        schema = pa.schema([("image_id", pa.string()), ("uri", pa.string())])
+        ds = read_webdataset_rows(uri, done_ids=done_ids)
+        return Input(ds, schema, None, {"layout": "webdataset"})
+    table, layout = listed_input(uri, kind, columns=columns, image_root=image_root)
+    if prepare:
+        table = prepare(table)
+    ds = dataset_from_table(filter_done(table, done_ids), block_rows=block_rows)
+    return Input(ds, table.schema, table.num_rows, layout)

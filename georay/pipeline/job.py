@@ -3,8 +3,12 @@
 ``curate score``, ``predict`` and the baselines differ only in their map stages and output
 tables; everything else is here, once::
 
-    init_ray -> list input (driver) -> job record guard -> done ids -> read rows not done
-      -> job.stages(ds) -> committed parts (progress logged) -> summary.json
+    init_ray -> done ids -> read rows not done (inputs.read_input) -> job record guard
+      (open_job) -> job.stages(ds) -> committed parts (output.stream_to_parts, progress
+      logged) -> summary.json, failing the job if rows out != rows in (finish_job)
+
+A job that is not a map over input images (``curate dedup``, ``curate balance``) uses the same
+pieces (:mod:`georay.pipeline.record`, :func:`~georay.pipeline.output.stream_to_parts`).
 
 A job describes itself with a :class:`BulkJob`. Its ``identity`` (model, head, threshold,
 engine, ...) plus the input and the commit table's schema are recorded in ``OUT/job.json`` on
@@ -14,7 +18,6 @@ naming both values, so rows of two different models never mix in one output.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,17 +28,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from georay.data.fetch import is_read_failure
-from georay.data.storage import join_uri, read_bytes, write_bytes
-from georay.errors import UserError
 from georay.pipeline import inputs, tally
 from georay.pipeline.output import PartWriter, conform, status_counts, stream_to_parts
+from georay.pipeline.record import (
+    count_problem,
+    describe_schema,
+    finish_job,
+    open_job,
+    progress_logger,
+    run_rates,
+)
 from georay.pipeline.settings import BulkSettings, PoolSettings
 from georay.pipeline.stages import load_images
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
-
-JOB_FILE = "job.json"
 
 
 @dataclass
@@ -81,7 +88,7 @@ def load_stage(ds, settings: PoolSettings, **kwargs):
     """Add :func:`georay.pipeline.stages.load_images` as CPU tasks beside the model actors.
 
     ``kwargs`` choose the geometry (``side=`` or ``max_pixels=``) and the extras (``sha256``,
-    ``exif_gps``, ``skip_exif_gps``).
+    ``phash``, ``exif_gps``, ``skip_exif_gps``).
     """
     return ds.map_batches(
         load_images,
@@ -118,39 +125,6 @@ def _restore_input_types(batches, schema: pa.Schema):
         yield batch
 
 
-def describe_schema(schema: pa.Schema) -> list[str]:
-    """``["name: type", ...]``: a schema as it is recorded in ``job.json``."""
-    return [f"{f.name}: {f.type}" for f in schema]
-
-
-def check_job(output: str, record: dict[str, Any], has_parts: bool) -> None:
-    """Write ``OUT/job.json`` on a first run; refuse a run whose record differs from it.
-
-    Raises
-    ------
-    UserError
-        The output was written by another job, model, input or schema (both values named), or
-        holds parts but no record (written by an older georay, so it cannot be checked).
-    """
-    uri = join_uri(output, JOB_FILE)
-    try:
-        old = json.loads(read_bytes(uri))
-    except FileNotFoundError:
-        if has_parts:
-            raise UserError(
-                f"{output} holds output parts but no {JOB_FILE}, so georay cannot tell which job "
-                "wrote them; use a new --output"
-            ) from None
-        write_bytes(uri, json.dumps(record, indent=2).encode())
-        return
-    for key in sorted(set(old) | set(record)):
-        if old.get(key) != record.get(key):
-            raise UserError(
-                f"{output} was written with {key}={old.get(key)!r}, not {record.get(key)!r}: "
-                "rerun with the same settings to resume, or use a new --output"
-            )
-
-
 def read_failure_ids(writer: PartWriter) -> pa.Array:
     """Ids of committed error rows whose reason is a read failure (what ``--retry-errors``
     reads again); decode and size errors are properties of the bytes and stay."""
@@ -160,24 +134,6 @@ def read_failure_ids(writer: PartWriter) -> pa.Array:
     keep = [s == "error" and is_read_failure(e)
             for s, e in zip(table["status"].to_pylist(), table["error"].to_pylist(), strict=True)]  # fmt: skip
     return table.filter(pa.array(keep, pa.bool_()))[writer.id_column].combine_chunks()
-
-
-def _read(job: BulkJob, done: pa.Array) -> tuple[Any, pa.Schema, int | None, dict]:
-    """(dataset of rows not done, input schema, input row count or None for WebDataset, how
-    the input was read)."""
-    s = job.settings
-    kind = inputs.detect_kind(s.input)
-    if kind == "webdataset":
-        schema = pa.schema([("image_id", pa.string()), ("uri", pa.string())])
-        rows = inputs.read_webdataset_rows(s.input, done_ids=done)
-        return rows, schema, None, {"layout": "webdataset"}
-    table, layout = inputs.listed_input(s.input, kind, columns=s.input_columns,
-                                        image_root=s.image_root)  # fmt: skip
-    if job.prepare:
-        table = job.prepare(table)
-    todo = inputs.filter_done(table, done)
-    ds = inputs.dataset_from_table(todo, block_rows=s.block_rows)
-    return ds, table.schema, table.num_rows, layout
 
 
 def stage_times(ds) -> dict[str, dict]:
@@ -218,17 +174,24 @@ def run_bulk_job(job: BulkJob) -> dict:
         images; why: ``input_layout``), ``rows_this_run``, ``elapsed_s``, ``rows_per_s`` and
         ``stages`` (:func:`stage_times`; this run), ``input``, ``output``, the job's identity and
         its own ``summarize`` fields.
+
+    Raises
+    ------
+    JobFailed
+        Rows out differ from rows in (:func:`count_problem`; ``summary.json`` says so).
     """
     s = job.settings
     init_ray(s.address)
     start = time.perf_counter()
-    writer = PartWriter(s.output, tables=job.tables)  # reads only, until open()
+    writer = PartWriter(s.output, tables=job.tables)  # reads only, until open_job()
     done = writer.done_ids()
     retry = read_failure_ids(writer) if s.retry_errors else pa.array([], pa.string())
     if len(retry):  # read again: not done, and their rows are dropped once the guard passed
         done = done.filter(pc.invert(pc.is_in(done, value_set=retry)))
-    ds, input_schema, rows_in, layout = _read(job, done)
-    schemas = job.outputs(input_schema)
+    read = inputs.read_input(s.input, done_ids=done, block_rows=s.block_rows,
+                             columns=s.input_columns, image_root=s.image_root,
+                             prepare=job.prepare)  # fmt: skip
+    schemas = job.outputs(read.schema)
     commit = job.tables[0]
     job.record = {
         "job": job.name,
@@ -236,8 +199,7 @@ def run_bulk_job(job: BulkJob) -> dict:
         "input": s.input,
         "schema": describe_schema(schemas[commit]),
     }
-    check_job(s.output, job.record, has_parts=bool(writer.files()))
-    writer.open()
+    open_job(writer, job.record)
     retried = writer.drop_rows(retry) if len(retry) else 0
     counter = tally.start()
     log.info("%s: %s -> %s; %d rows already done", job.name, s.input, s.output,
@@ -247,37 +209,25 @@ def run_bulk_job(job: BulkJob) -> dict:
         parts = job.split(rows) if job.split else {commit: rows}
         return {name: conform(parts[name], schema) for name, schema in schemas.items()}
 
-    def progress(total: int) -> None:
-        elapsed = time.perf_counter() - start
-        log.info("%s: committed %d rows (%.1f rows/s)", job.name, total, total / elapsed)
-
-    results = job.stages(ds)
-    batches = _restore_input_types(results, input_schema)
-    written = stream_to_parts(
-        batches, writer, split, rows_per_part=s.rows_per_part, on_part=progress
-    )
+    results = job.stages(read.ds)
+    batches = _restore_input_types(results, read.schema)
+    written = stream_to_parts(batches, writer, split, rows_per_part=s.rows_per_part,
+                              on_part=progress_logger(job.name, start))  # fmt: skip
     elapsed = time.perf_counter() - start
     counts = status_counts(writer.read(["status", "error"]))
-    if rows_in is not None and rows_in != counts["rows"]:
-        log.error("%s: %d input rows but %d output rows", job.name, rows_in, counts["rows"])
     summary = {
-        "rows_in": counts["rows"] if rows_in is None else rows_in,
+        "rows_in": counts["rows"] if read.rows is None else read.rows,
         "rows_out": counts["rows"],
-        "skipped_files": layout.get("skipped_files", 0),  # not images: never rows (inputs.py)
+        "skipped_files": read.layout.get("skipped_files", 0),  # not images: never rows (inputs.py)
         **{k: counts[k] for k in ("ok", "error", "error_reasons")},
         **(job.summarize(writer) if job.summarize else {}),
-        "rows_this_run": written,
         "retried_errors": retried,
         "fetch": tally.take(counter),
-        "elapsed_s": round(elapsed, 3),
-        "rows_per_s": round(written / elapsed, 3) if elapsed > 0 else None,
+        **run_rates(written, elapsed),
         "stages": stage_times(results) if written else {},
         "input": s.input,
-        "input_layout": layout,
+        "input_layout": read.layout,
         "output": s.output,
         **job.identity,
     }
-    write_bytes(join_uri(s.output, "summary.json"), json.dumps(summary, indent=2).encode())
-    log.info("%s: %s", job.name,
-             {k: v for k, v in summary.items() if k not in ("error_reasons", "stages")})  # fmt: skip
-    return summary
+    return finish_job(job.name, s.output, summary, count_problem(read.rows, counts["rows"]))

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from georay.data.storage import filesystem_for, join_uri
+from georay.data.storage import filesystem_for
 
 PART_PREFIX = "part-"
 
@@ -158,10 +158,6 @@ class PartWriter:
                     self._write(table.filter(keep), part)
             dropped += hits
         return dropped
-
-    def uri(self, table: str) -> str:
-        """URI of a table's folder (for readers outside this class)."""
-        return join_uri(self.output, table)
 
 
 def stream_to_parts(

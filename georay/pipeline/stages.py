@@ -23,9 +23,11 @@ from georay.data.fetch import FetchPolicy, fetch_all
 from georay.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageDecodeError,
+    centre_crop,
+    decode_cover,
     decode_fit,
-    decode_square,
 )
+from georay.data.phash import perceptual_hash
 from georay.pipeline import tally
 
 OK, ERROR = "ok", "error"
@@ -100,6 +102,7 @@ def load_images(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_file_bytes: int = 64 << 20,
     sha256: bool = False,
+    phash: bool = False,
     exif_gps: bool = False,
     skip_exif_gps: bool = False,
     fetch: FetchPolicy | None = None,
@@ -116,6 +119,9 @@ def load_images(
         Larger images / files become error rows.
     sha256
         Add ``sha256`` (hex digest of the encoded bytes).
+    phash
+        Add ``phash`` (:func:`georay.data.phash.perceptual_hash` of the whole decoded view,
+        before the centre crop of ``side``; null on error rows).
     exif_gps
         Add ``exif_lat`` / ``exif_lon`` (NaN without GPS).
     skip_exif_gps
@@ -136,6 +142,7 @@ def load_images(
     height, width = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int32)
     lat, lon = np.full(n, np.nan), np.full(n, np.nan)
     skip = np.zeros(n, dtype=bool)
+    hashes = np.full(n, None, dtype=object)
     ok = ok_mask(batch)
     for i in np.flatnonzero(ok):
         gps = _gps(data[i]) if exif_gps or skip_exif_gps else None
@@ -146,12 +153,15 @@ def load_images(
                 continue
         try:
             if side is not None:
-                image = decode_square(data[i], side, max_image_pixels=max_image_pixels)
+                whole = decode_cover(data[i], side, max_image_pixels=max_image_pixels)
+                image = centre_crop(whole, side)
             else:
-                image = decode_fit(data[i], max_pixels, max_image_pixels=max_image_pixels)
+                whole = image = decode_fit(data[i], max_pixels, max_image_pixels=max_image_pixels)
         except ImageDecodeError as err:
             set_error(batch, i, err.reason)
             continue
+        if phash:  # from the pixels decoded anyway: no second decode
+            hashes[i] = perceptual_hash(whole)
         height[i], width[i] = image.shape[:2]
         pixels[i] = image.tobytes()
     out = {k: v for k, v in batch.items() if k != "bytes"}
@@ -160,6 +170,8 @@ def load_images(
         out["sha256"] = np.array(
             [hashlib.sha256(d).hexdigest() if d is not None else None for d in data], dtype=object
         )
+    if phash:
+        out["phash"] = hashes
     if exif_gps or skip_exif_gps:
         out.update(exif_lat=lat, exif_lon=lon)
     if skip_exif_gps:

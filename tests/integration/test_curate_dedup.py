@@ -3,7 +3,8 @@
 The world is ``georay synth`` with planted copies (byte copy, JPEG re-encode at quality 60,
 75% resize, 1% of the width trimmed) at their source's place; the tiny random-init encoder puts
 those copies at cosine >= 0.998 of their source and distinct views of one H3 res-3 cell at
-<= 0.991 on this world, so the test threshold 0.995 sits between the two.
+<= 0.991 on this world, so the test threshold 0.995 sits between the two. The scores carry a
+perceptual hash too (``--phash``), so the edited copies are found by it, whatever the encoder.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def scored(ray_session, tmp_path_factory) -> tuple[Path, Path]:
     manifest = root / "world" / "manifest.parquet"
     fit(FitConfig(manifest=str(manifest), output=str(root / "head"), sample=48, batch_size=32))
     score(ScoreConfig(input=str(manifest), head=str(root / "head"), output=str(root / "score"),
-                      embeddings=True, sha256=True))  # fmt: skip
+                      embeddings=True, sha256=True, phash=True))  # fmt: skip
     return manifest, root / "score"
 
 
@@ -62,7 +63,7 @@ def test_dedup_finds_planted_copies_and_keeps_distinct_views(scored, tmp_path):
     truth = read_manifest(str(manifest)).to_pandas().set_index("image_id")
     rows = _decisions(out)
     assert set(rows) == set(truth.index)
-    counts = (summary["kept"], summary["exact"], summary["near"], summary["error"])
+    counts = [summary[k] for k in ("kept", "exact", "perceptual", "near", "error")]
     assert summary["rows"] == len(truth) == sum(counts)
     assert summary["error"] == 1 and rows[truth.index[truth.view == "corrupt"][0]]["kept"] is False
     for copy, source in truth.duplicate_of.dropna().items():
@@ -73,7 +74,7 @@ def test_dedup_finds_planted_copies_and_keeps_distinct_views(scored, tmp_path):
     groups = [_group(rows, i) for i in originals]
     assert len(set(groups)) == len(originals)  # no two distinct views merged
     for r in rows.values():  # a dropped row points at a kept row, at least as locatable
-        if r["reason"] in ("exact", "near"):
+        if r["reason"] in ("exact", "perceptual", "near"):
             assert rows[r["duplicate_of"]]["kept"], r
     assert json.loads((out / "summary.json").read_text())["kept"] == summary["kept"]
 
@@ -89,7 +90,9 @@ def test_dedup_resumes_with_the_same_decisions(scored, tmp_path):
     assert len(parts) > 3
     # A run killed before committing its last parts (one of them near-search blocks, one the
     # exact copies), leaving a temp file behind: the rerun decides those rows again, the same way.
-    near_part = next(p for p in parts if "near" in pq.read_table(p)["reason"].to_pylist())
+    near_part = next(
+        p for p in parts if {"near", "perceptual"} & set(pq.read_table(p)["reason"].to_pylist())
+    )
     lost = {near_part, parts[-1]}
     missing = sum(pq.read_table(p).num_rows for p in lost)
     for p in lost:
@@ -124,6 +127,33 @@ def test_oversized_blocks_are_split_and_still_find_copies(scored, tmp_path):
     part.unlink()
     dedup(cfg)
     assert _decisions(out) == rows
+
+
+def test_perceptual_copies_are_found_without_embeddings(scored, tmp_path):
+    """--no-near: the perceptual tier alone finds the edited copies (reason "perceptual") and
+    keeps every distinct view; the exact tier still takes the byte copies."""
+    manifest, score_out = scored
+    out = tmp_path / "phash"
+    summary = dedup(DedupConfig(input=str(score_out), output=str(out), near=False,
+                                rows_per_part=4))  # fmt: skip
+    truth = read_manifest(str(manifest)).to_pandas().set_index("image_id")
+    rows = _decisions(out)
+    assert summary["hamming"] == 6 and summary["near"] == 0
+    counts = [summary[k] for k in ("kept", "exact", "perceptual", "near", "error")]
+    assert summary["rows"] == len(truth) == sum(counts)
+    for copy, source in truth.duplicate_of.dropna().items():
+        assert _group(rows, copy) == _group(rows, source), (copy, rows[copy], rows[source])
+        dropped = rows[copy] if not rows[copy]["kept"] else rows[source]  # the less locatable
+        assert dropped["reason"] == ("exact" if copy.endswith("-exact") else "perceptual"), dropped
+    originals = truth.index[truth.view.isin(["street", "low_locatability"])]
+    assert len({_group(rows, i) for i in originals}) == len(originals)
+    # Resume after losing a part: the same decisions.
+    next(iter(sorted((out / "dedup").glob("part-*")))).unlink()
+    again = dedup(DedupConfig(input=str(score_out), output=str(out), near=False,
+                              rows_per_part=4))  # fmt: skip
+    assert again["rows_this_run"] > 0 and _decisions(out) == rows
+    with pytest.raises(UserError, match="hamming"):
+        dedup(DedupConfig(input=str(score_out), output=str(out), near=False, hamming=8))
 
 
 def test_dedup_needs_embeddings_and_a_finished_score(scored, tmp_path):
@@ -163,4 +193,5 @@ def test_balance_caps_cells_and_counts_add_up(scored, tmp_path):
     cells = (out / "cells.csv").read_text().splitlines()
     assert cells[0] == "cell,lat,lon,before,after" and len(cells) > 2
     assert (out / "balance.png").read_bytes()[:4] == b"\x89PNG"
-    assert summary["largest_cell"] == {"before": summary["largest_cell"]["before"], "after": 1}
+    before = decisions[decisions.reason != "duplicate"].groupby("cell").size().max()
+    assert summary["largest_cell"] == {"before": before, "after": 1} and before > 1

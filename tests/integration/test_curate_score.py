@@ -101,7 +101,7 @@ def test_score_manifest_with_bad_rows(ray_session, world, head, tmp_path):
     manifest = tmp_path / "m.csv"
     write_manifest(table, str(manifest))
     cfg = ScoreConfig(input=str(manifest), head=str(head[0]), output=str(tmp_path / "o"),
-                      max_image_pixels=100_000, sha256=True, embeddings=True)  # fmt: skip
+                      max_image_pixels=100_000, sha256=True, phash=True, embeddings=True)  # fmt: skip
     summary = score(cfg)
     assert summary["rows_in"] == 7 == summary["ok"] + summary["error"]
     assert summary["ok"] == 2
@@ -114,12 +114,41 @@ def test_score_manifest_with_bad_rows(ray_session, world, head, tmp_path):
     assert rows.loc[["v0001", "v0002"], "locatability"].between(0, 1).all()
     assert rows.loc[rows.status == "error", "locatability"].isna().all()
     assert len(rows.loc["v0001", "sha256"]) == 64
+    assert (
+        len(rows.loc["v0001", "phash"]) == 16
+        and rows.loc["v0001", "phash"] != rows.loc["v0002", "phash"]
+    )
+    assert rows.loc[rows.status == "error", "phash"].isna().all()
     emb = pq.read_table(tmp_path / "o" / "embeddings")
     assert sorted(emb["image_id"].to_pylist()) == ["v0001", "v0002"]
     assert emb.schema.field("embedding").type.list_size == 256
     saved = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert saved["kept"] == len(pq.read_table(tmp_path / "o" / "curated"))
     assert sum(saved["histogram"]["counts"]) == 2
+
+
+def test_rows_out_not_rows_in_fails_the_command(ray_session, world, head, tmp_path, capsys):
+    """A resumed run whose input lost rows since the first one: the output holds rows that are
+    not in the input, so the job fails (one error line, exit 1) and summary.json says why."""
+    from georay.cli import main
+
+    table = read_manifest(str(world)).slice(0, 6).select(["image_id", "uri"])
+    uris = [str(world.parent / u) for u in table["uri"].to_pylist()]
+    table = table.set_column(1, "uri", pa.array(uris))
+    manifest, out = tmp_path / "m.parquet", tmp_path / "o"
+    write_manifest(table, str(manifest))
+    args = ["curate", "score", "--input", str(manifest), "--head", str(head[0]),
+            "--output", str(out)]  # fmt: skip
+    assert main(args) == 0
+    write_manifest(table.slice(0, 4), str(manifest))
+    capsys.readouterr()
+    assert main(args) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error:" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("georay curate score: error: 4 input rows but 6 output rows")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"].startswith("4 input rows but 6 output rows")
+    assert summary["rows_in"] == 4 and summary["rows_out"] == 6
 
 
 def test_decode_in_the_actor_gives_the_same_rows(ray_session, world, head, tmp_path):

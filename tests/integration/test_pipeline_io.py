@@ -48,7 +48,7 @@ def _run(src, out, **read_kwargs) -> pl.PartWriter:
                 "error": batch["error"], "mean": means}  # fmt: skip
 
     writer = pl.PartWriter(out, tables=("scores",)).open()
-    ds = pl.read_input(str(src), done_ids=writer.done_ids(), block_rows=4, **read_kwargs)
+    ds = pl.read_input(str(src), done_ids=writer.done_ids(), block_rows=4, **read_kwargs).ds
     load = {"side": SIDE, "max_image_pixels": 10_000, "sha256": True}
     ds = ds.map_batches(pl.load_images, fn_kwargs=load)
     ds = ds.map_batches(_mean, batch_size=8)
@@ -163,3 +163,25 @@ def test_a_column_null_in_one_block_keeps_its_type(ray_session, image_dir, tmp_p
     rows = pq.read_table(tmp_path / "out" / "rows").to_pydict()
     assert sorted(n for n in rows["note"] if n) == ["copy of good0"]
     assert rows["note"].count(None) == 5
+
+
+def test_a_job_that_loses_rows_fails_and_says_why(ray_session, image_dir, tmp_path):
+    """Rows out != rows in (here a stage that drops a row) fails the job: summary.json says why."""
+    import json
+
+    from georay.errors import JobFailed
+
+    def stages(ds):
+        ds = pl.load_stage(ds, cfg, side=SIDE).drop_columns(["pixels"])
+        return ds.filter(lambda row: row["image_id"] != "good0")
+
+    schema = pa.schema([("image_id", pa.string()), ("status", pa.string()),
+                        ("error", pa.string())])  # fmt: skip
+    cfg = pl.BulkSettings(input=str(image_dir), output=str(tmp_path / "out"), block_rows=4)
+    job = pl.BulkJob(name="test", settings=cfg, identity={}, tables=("rows",),
+                     outputs=lambda _: {"rows": schema}, stages=stages)  # fmt: skip
+    with pytest.raises(JobFailed, match="11 input rows but 10 output rows"):
+        pl.run_bulk_job(job)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["failed"].startswith("11 input rows but 10 output rows")
+    assert summary["rows_in"] == 11 and summary["rows_out"] == 10

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from georay.baseline.index import Gallery, build_faiss, locate, neighbour_weights, normalized
+from georay.baseline.index import Gallery, locate, neighbour_weights
+from georay.data.vectors import build_index, normalise
 from georay.geo.gazetteer import get_gazetteer
 
 PARIS, LYON, TOKYO = (48.8566, 2.3522), (45.764, 4.8357), (35.6762, 139.6503)
@@ -15,7 +16,7 @@ def _gallery(emb: np.ndarray, places: list[tuple[float, float]], kind: str = "fl
     lat, lon = np.array(places).T
     ids = np.array([f"g{i}" for i in range(len(emb))], dtype=object)
     none = np.full(len(emb), None, dtype=object)
-    return Gallery(build_faiss(normalized(emb), kind), ids, lat, lon, none, none)
+    return Gallery(build_index(normalise(emb), kind), ids, lat, lon, none, none)
 
 
 def test_search_is_cosine_best_first_and_skips_the_query_itself():
@@ -25,7 +26,7 @@ def test_search_is_cosine_best_first_and_skips_the_query_itself():
     query = emb[[2]] + 0.01 * rng.standard_normal((1, 16)).astype(np.float32)
     sims, rows = g.search(query, 3)
     assert rows[0, 0] == 2 and np.all(np.diff(sims[0]) <= 0)
-    cos = normalized(emb) @ normalized(query)[0]
+    cos = normalise(emb) @ normalise(query)[0]
     assert sims[0] == pytest.approx(np.sort(cos)[::-1][:3], abs=1e-5)
     sims2, rows2 = g.search(query, 3, exclude=np.array(["g2"], dtype=object))
     assert 2 not in rows2[0] and rows2[0].tolist() == rows[0, 1:].tolist() + [np.argsort(-cos)[3]]
@@ -57,12 +58,12 @@ def test_ivf_searching_every_list_is_exact():
     )
     places = [PARIS] * len(emb)
     flat = _gallery(emb, places, "flat")
-    ivf = build_faiss(normalized(emb), "ivf")
+    ivf = build_index(normalise(emb), "ivf")
     assert type(ivf).__name__ == "IndexIVFFlat" and ivf.nlist == int(4 * np.sqrt(3000))
     ivf.nprobe = ivf.nlist
     queries = emb[:50] + 0.05 * rng.standard_normal((50, 32)).astype(np.float32)
-    assert (flat.search(queries, 5)[1] == ivf.search(normalized(queries), 5)[1]).all()
-    assert type(build_faiss(normalized(emb))).__name__ == "IndexFlatIP"  # auto, at this size
+    assert (flat.search(queries, 5)[1] == ivf.search(normalise(queries), 5)[1]).all()
+    assert type(build_index(normalise(emb))).__name__ == "IndexFlatIP"  # auto, at this size
 
 
 def test_gallery_ships_as_arrays():

@@ -14,9 +14,9 @@ from georay.curate.duplicates import (
     block_keys,
     exact_keepers,
     near_groups,
-    normalise,
     split_block,
 )
+from georay.data.vectors import normalise
 
 
 def test_exact_keepers_keep_the_most_locatable_then_the_smallest_id():

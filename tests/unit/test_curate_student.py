@@ -11,9 +11,9 @@ from PIL import Image
 
 from georay.curate.config import FitConfig, ScoreConfig
 from georay.curate.head import fit_ridge, load_head, regression_metrics, save_head
+from georay.data.images import decode_square
 from georay.data.splits import holdout_mask
 from georay.models.clip import encode, load_clip
-from georay.pipeline.stages import decode_square
 
 
 def test_tiny_encoder_is_seeded_frozen_and_embeds_uint8():
