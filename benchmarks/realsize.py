@@ -195,7 +195,7 @@ def stage_cfg(stage: str, data: Path, model: str, out: Path, batch_size: int, **
     # TrainConfig's LoRA defaults are the paper's: r 64, alpha 16, dropout 0.05.
     return TrainConfig(
         stage=stage,
-        data=str(data),
+        input=str(data),
         model=model,
         output=str(out),
         finetune="lora",
@@ -213,7 +213,7 @@ def trainer(cfg, source: str, start: int = 0):
     from georay.train.loop import make_optimizer, setup_model
 
     model, processor = setup_model(cfg, source, dtype=torch.bfloat16)
-    data = EncodedExamples(load_examples(cfg.data), processor, cfg.max_length)
+    data = EncodedExamples(load_examples(cfg.input), processor, cfg.max_length)
     optimizer, scheduler = make_optimizer(model, cfg, cfg.max_steps)
     batches = micro_batches(
         data,

@@ -67,7 +67,7 @@ def plain_loop(cfg) -> tuple[list[dict], float]:
     torch.set_num_threads(int(cfg.cpus_per_worker))
     torch.manual_seed(cfg.seed)
     model, processor = setup_model(cfg, cfg.model)
-    data = EncodedExamples(load_examples(cfg.data), processor, cfg.max_length)
+    data = EncodedExamples(load_examples(cfg.input), processor, cfg.max_length)
     optimizer, scheduler = make_optimizer(model, cfg, cfg.max_steps)
     batches = micro_batches(
         data,
@@ -123,7 +123,7 @@ def main() -> None:
     tiny_qwen2vl(save_dir=tmp / "base")
     base = dict(
         stage="location",
-        data=str(data),
+        input=str(data),
         model=str(tmp / "base"),
         finetune="full",
         lr=3e-3,

@@ -25,7 +25,7 @@ Endpoints (see :func:`build_app` for the settings):
     secrets and run no model.
 
 With ``--engine hf`` requests are batched across callers with ``@serve.batch``
-(``max_ongoing_requests`` is kept >= ``max_batch_size``, else batches could never fill) and the
+(``max_ongoing_requests`` is kept >= ``batch_size``, else batches could never fill) and the
 model runs in a worker thread so the replica keeps accepting and decoding requests meanwhile;
 with ``--engine vllm`` the replica holds vLLM's async engine, which batches continuously across
 callers by itself. ``max_queued_requests`` makes the
@@ -214,9 +214,9 @@ class GeoModel:
             self.processor = _processor(self.vllm.model.path)
             return
         # One Serve batch is one generate() call.
-        self.predictor = Predictor(ModelSettings.of(settings, batch_size=self.cfg.max_batch_size))
+        self.predictor = Predictor(ModelSettings.of(settings))
         self.max_pixels = self.predictor.max_pixels
-        self._predict_batch.set_max_batch_size(self.cfg.max_batch_size)
+        self._predict_batch.set_max_batch_size(self.cfg.batch_size)
         self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
 
     def __del__(self):

@@ -80,7 +80,7 @@ def setup_model(cfg: TrainConfig, source: str, dtype: torch.dtype | None = None)
     ``cfg.gradient_checkpointing`` is enabled on the base before peft wraps it.
     """
     if dtype is None:
-        bf16_base = cfg.use_gpu and cfg.finetune == "lora"
+        bf16_base = cfg.gpus_per_worker > 0 and cfg.finetune == "lora"
         dtype = torch.bfloat16 if bf16_base else torch.float32
     model, processor = load_vlm(source, dtype=dtype)
     if cfg.max_pixels:
@@ -274,13 +274,15 @@ def _setup(config: dict) -> tuple[Worker, EncodedExamples, int, torch.device]:
     cfg = TrainConfig(**config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if not cfg.use_gpu:  # Ray sets OMP threads to the CPUs reserved; torch needs telling too
+    if (
+        not cfg.gpus_per_worker
+    ):  # Ray sets OMP threads to the CPUs reserved; torch needs telling too
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
     model, processor = setup_model(cfg, config["source"])
     model = parallel.wrap(model.to(device), cfg.strategy, world)
-    train_set, val_set = split_validation(load_examples(cfg.data), cfg.val_fraction, cfg.seed)
+    train_set, val_set = split_validation(load_examples(cfg.input), cfg.val_fraction, cfg.seed)
     data = EncodedExamples(train_set, processor, cfg.max_length)
     steps = total_steps(cfg, len(data), world)
     optimizer, scheduler = make_optimizer(model, cfg, steps)

@@ -134,7 +134,7 @@ def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
         # No CPUs on the head (like the KubeRay and launcher heads); private dashboard ports.
         "head": {"num_cpus": 0, "dashboard_port": free_port(),
                  "dashboard_agent_listen_port": free_port()},
-        "fit": ["jobs/curate.py", "fit", "--manifest", manifest, "--output", f"{b}/head",
+        "fit": ["jobs/curate.py", "fit", "--input", manifest, "--output", f"{b}/head",
                 "--sample", "24"],
         # Small parts and blocks: the output commits progressively, so the node is lost with
         # work both done and pending.
@@ -143,7 +143,7 @@ def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
                   "--batch-size", "4"],
         # Two 1-CPU workers on a cluster of 1-CPU nodes: data parallel across two nodes, with
         # the checkpoints and the artifact on S3, the storage every node shares.
-        "train": ["jobs/train.py", "--stage", "reasoning", "--data",
+        "train": ["jobs/train.py", "--stage", "reasoning", "--input",
                   str(tmp_path / "sft" / "reasoning.jsonl"), "--model", "tiny",
                   "--output", f"{b}/artifact", "--storage-path", f"{b}/checkpoints",
                   "--name", "multinode", "--num-workers", "2", "--max-steps", "4",

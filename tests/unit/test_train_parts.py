@@ -29,7 +29,7 @@ PRESETS = Path(__file__).resolve().parents[2] / "georay" / "train" / "presets"
 
 
 def _cfg(**kw) -> TrainConfig:
-    values = dict(stage="location", data="d.jsonl", model="tiny", output="/tmp/out")
+    values = dict(stage="location", input="d.jsonl", model="tiny", output="/tmp/out")
     return TrainConfig(**{**values, **kw})
 
 
@@ -49,7 +49,7 @@ def test_cli_flags_and_presets_map_to_the_config():
     parser = argparse.ArgumentParser()
     add_dataclass_args(parser, TrainConfig)
     args = parser.parse_args(
-        ["--preset", str(PRESETS / "tiny_reasoning.yaml"), "--data", "r.jsonl", "--output", "o",
+        ["--preset", str(PRESETS / "tiny_reasoning.yaml"), "--input", "r.jsonl", "--output", "o",
          "--model", "base", "--lora-targets", "q_proj,v_proj", "--max-steps", "7"]
     )  # fmt: skip
     cfg = from_args(TrainConfig, args)
@@ -62,6 +62,7 @@ def test_cli_flags_and_presets_map_to_the_config():
                            "--model", "art", "--output", "o"]),
     )  # fmt: skip
     assert location.stage == "location" and location.model == "art"
+    assert location.input.endswith("/l")  # --data: the old spelling of --input
 
 
 @pytest.fixture(scope="module")
