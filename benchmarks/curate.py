@@ -467,7 +467,7 @@ def quality_line(head_dir: str) -> str:
     info = json.loads((Path(head_dir) / "head.json").read_text())
     h, t = info["metrics"]["holdout"], info["metrics"]["train"]
     return (
-        f"Quality (`georay curate fit --preset georay/curate/presets/tiny.yaml --manifest "
+        f"Quality (`georay curate fit --preset georay/curate/presets/tiny.yaml --input "
         f"<world>/manifest.parquet --sample {h['n'] + t['n']}` on the same synthetic world): "
         f"student `{info['encoder']['id']}` + ridge (alpha {info['alpha']}) fitted on "
         f"{t['n']} teacher-labelled views; on {h['n']} held-out views Spearman "
