@@ -112,3 +112,23 @@ def test_predict_has_no_torch_threads_flag():
     assert "torch_threads" in {
         f.name for f in dataclasses.fields(_command_configs()["curate score"])
     }
+
+
+def test_defaults_and_aliases_keep_the_field_and_refuse_unknown_names():
+    @dataclasses.dataclass(kw_only=True)
+    class Small(Batched):
+        DEFAULTS = {"batch_size": 2}
+        ALIASES = {"batch_size": ("--bs",)}
+
+        name: str = "x"
+
+    (field, *_) = dataclasses.fields(Small)
+    assert (field.name, field.default, field.metadata["aliases"]) == ("batch_size", 2, ("--bs",))
+    assert Small().batch_size == 2 and Batched().batch_size == 8
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        Small(batch_size=0)
+    with pytest.raises(TypeError, match="no base class declares"):
+
+        @dataclasses.dataclass(kw_only=True)
+        class Wrong(Batched):
+            DEFAULTS = {"batch_sise": 2}
