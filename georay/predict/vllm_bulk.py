@@ -96,6 +96,11 @@ def vllm_stages(ds, cfg: PredictConfig, model: VllmModel):
     bundle = {"CPU": cpus, "GPU": cfg.gpus_per_actor or 1.0} if gpu else {"CPU": cpus}
     kwargs = engine_kwargs(cfg, model, gpu=gpu)
     kwargs.pop("model")  # model_source says it
+    # Without stats a row's ``metrics`` is None whether it was answered or failed. With them an
+    # answered row carries a struct there and a failed one a null, and Ray 2.60 cannot combine
+    # an all-failed engine batch with an answered one into one block (DESIGN: "Engines for
+    # generation", issue 26): one refused image then ends the whole job.
+    kwargs["disable_log_stats"] = True
     small = {"num_cpus": min(cfg.decode_cpus, 0.25)}
     processor = build_processor(
         vLLMEngineProcessorConfig(

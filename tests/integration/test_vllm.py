@@ -157,6 +157,125 @@ def test_bulk_job_through_ray_data_llm(ray_session, tmp_path, france):
         predict(PredictConfig(output=str(out), **common))
 
 
+@pytest.fixture(scope="module")
+def wide_france(tmp_path_factory, france) -> str:
+    """The France model with a processor that keeps images up to 200 visual tokens, so a large
+    photo makes a prompt longer than a small ``max_model_len`` (vLLM refuses it)."""
+    import shutil
+
+    from georay.models.qwen2vl import set_max_pixels
+    from georay.models.vlm import load_processor
+
+    path = tmp_path_factory.mktemp("wide") / "model"
+    shutil.copytree(france, path)
+    processor = load_processor(path)
+    set_max_pixels(processor, 28 * 28 * 200)
+    processor.save_pretrained(str(path))
+    return str(path)
+
+
+def _mixed_world(root, n_blocks: int = 4) -> tuple[str, dict[str, str]]:
+    """Blocks of four rows: two the engine answers, then two it fails on (a 3x700 image its
+    processor refuses; a 392x392 image whose prompt is longer than ``max_model_len``).
+
+    With ``block_rows=4`` and ``batch_size=2`` every engine batch is all-answered or all-failed
+    and every block holds one of each, the arrangement that crashed Ray Data's block
+    concatenation (issue 26). The answered pair has the same shape in even blocks and two shapes
+    in odd ones (fixed- and variable-shape image tensors).
+    """
+    import pyarrow as pa
+
+    images = root / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    kinds: dict[str, str] = {}
+    uris = []
+    for b in range(n_blocks):
+        shapes = [(56, 56), (56, 56)] if b % 2 == 0 else [(56, 84), (84, 70)]
+        for j, shape in enumerate(shapes):
+            name = f"good{b}{j}"
+            (images / f"{name}.jpg").write_bytes(
+                encode_jpeg(rng.integers(0, 256, (*shape, 3), np.uint8))
+            )
+            kinds[name], uris = "good", uris + [str(images / f"{name}.jpg")]
+        (images / f"thin{b}.png").write_bytes(_png(np.zeros((3, 700, 3), np.uint8)))
+        big = rng.integers(0, 256, (392, 392, 3), np.uint8)
+        (images / f"long{b}.jpg").write_bytes(encode_jpeg(big))
+        kinds[f"thin{b}"], kinds[f"long{b}"] = "thin", "long"
+        uris += [str(images / f"thin{b}.png"), str(images / f"long{b}.jpg")]
+    manifest = root / "manifest.parquet"
+    pq.write_table(pa.table({"image_id": list(kinds), "uri": uris}), manifest)
+    return str(manifest), kinds
+
+
+MIXED = dict(max_new_tokens=48, batch_size=2, block_rows=4, engine="vllm", max_num_seqs=4,
+             max_model_len=160)  # fmt: skip
+
+
+def test_bulk_job_with_engine_errors_in_every_block(ray_session, tmp_path, wide_france):
+    """Answered and engine-failed rows share every block: the job finishes, every row once."""
+    from georay.predict import PredictConfig, predict
+
+    manifest, kinds = _mixed_world(tmp_path / "world")
+    out = tmp_path / "out"
+    summary = predict(PredictConfig(input=manifest, model=wide_france, output=str(out), **MIXED))
+    good = sum(k == "good" for k in kinds.values())
+    assert (summary["rows_in"], summary["rows_out"]) == (len(kinds), len(kinds))
+    assert (summary["ok"], summary["error"]) == (good, len(kinds) - good)
+    table = pq.read_table(out / "predictions")
+    ids = table["image_id"].to_pylist()
+    assert sorted(ids) == sorted(kinds)  # every row once
+    for row in table.to_pylist():
+        kind = kinds[row["image_id"]]
+        if kind == "good":
+            assert row["status"] == "ok" and row["country_code"] == "FR", row
+        else:
+            assert row["status"] == "error" and row["error"].startswith("generate failed"), row
+        if kind == "long":
+            assert "maximum model length" in row["error"]
+
+
+def test_bulk_job_that_raises_midway_resumes(ray_session, tmp_path, wide_france, monkeypatch):
+    """The place stage raises once a part is committed: the job fails, the committed parts stay,
+    and a rerun writes only the rest, every row once."""
+    import sys
+    import time
+
+    from ray import cloudpickle
+
+    from georay.predict import PredictConfig, predict, vllm_bulk
+
+    manifest, kinds = _mixed_world(tmp_path / "world")
+    out = tmp_path / "out"
+    parts = out / "predictions"
+    real_place = vllm_bulk.place
+
+    def place_then_fail(batch, **kwargs):
+        if "good30" in set(batch["image_id"]):  # the last block: wait for a committed part
+            deadline = time.monotonic() + 120
+            while not any(parts.glob("*.parquet")) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            raise RuntimeError("injected failure in the place stage")
+        return real_place(batch, **kwargs)
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests
+    monkeypatch.setattr(vllm_bulk, "place", place_then_fail)
+    cfg = PredictConfig(
+        input=manifest, model=wide_france, output=str(out), rows_per_part=4, **MIXED
+    )
+    with pytest.raises(Exception, match="injected failure"):
+        predict(cfg)
+    committed = pq.read_table(parts)["image_id"].to_pylist()
+    assert 0 < len(committed) < len(kinds) and len(set(committed)) == len(committed)
+    assert "good30" not in committed
+
+    monkeypatch.setattr(vllm_bulk, "place", real_place)
+    summary = predict(cfg)
+    assert summary["rows_this_run"] == len(kinds) - len(committed)
+    assert sorted(pq.read_table(parts)["image_id"].to_pylist()) == sorted(kinds)
+    assert summary["rows_out"] == summary["rows_in"] == len(kinds)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
