@@ -36,6 +36,7 @@ STAGE_CLIS = [
     "georay.baseline.cli",  # baseline zeroshot | knn
     "georay.serve.cli",  # serve
     "georay.evaluate.cli",  # evaluate
+    "georay.calibrate.cli",  # calibrate
     "georay.demo.cli",  # demo
 ]
 

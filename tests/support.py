@@ -188,3 +188,45 @@ def osv5m_row(image_id: str, lat: float, lon: float, country: str, city: str) ->
 
 def im2gps3k_row(img_id: str, lat: float, lon: float) -> str:
     return f"{img_id},12345678@N00,{lat},{lon},1,5,123,0.1,0.2,0.7,0.0"
+
+
+# A phone and camera archive as it is copied off devices: nested by month, names with spaces and
+# umlauts, upper-case extensions, and the clutter every copy carries. name -> (format, GPS,
+# EXIF orientation); None: not an image.
+ARCHIVE = {
+    "2023/07/IMG_0001.HEIC": ("HEIF", (52.516, 13.3777), 6),
+    "2023/07/IMG_0002.heic": ("HEIF", None, 1),
+    "2023/08/Blick über den Fluss.avif": ("AVIF", (47.3769, 8.5417), 1),
+    "2023/08/card.WEBP": ("WEBP", None, 6),
+    "2023/09/DSC_0003.DNG": ("DNG", (-33.9249, 18.4241), 6),
+    "2023/09/phone raw.dng": ("DNG-sensor", None, 1),  # no preview: LibRaw renders it
+    "2023/09/SDIM0004.X3F": ("X3F", None, 1),  # Sigma: LibRaw cannot read it
+    "2023/07/._IMG_0001.HEIC": None,
+    "2023/.DS_Store": None,
+    "2023/Thumbs.db": None,
+    "notes.txt": None,
+}
+ARCHIVE_SIZE = (128, 96)  # (width, height) as stored
+
+
+def phone_archive(root: Path) -> Path:
+    """Write :data:`ARCHIVE` under ``root`` (synthetic street views); returns ``root``."""
+    from georay.synth.draw import STYLES, draw_street
+    from georay.synth.formats import encode_photo
+
+    for i, (name, spec) in enumerate(ARCHIVE.items()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if spec is None:  # AppleDouble files start with their magic number; the rest is noise
+            path.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00" + bytes(64) if "._" in name
+                             else b"not a photo\n")  # fmt: skip
+            continue
+        fmt, gps, orientation = spec
+        if fmt == "X3F":
+            path.write_bytes(b"FOVb\x00\x00\x02\x00" + bytes(4096))
+            continue
+        pixels, _ = draw_street(STYLES[i % len(STYLES)], i, *ARCHIVE_SIZE, np.random.default_rng(i))
+        data = encode_photo(pixels, fmt.split("-")[0], gps=gps, orientation=orientation,
+                            preview=fmt != "DNG-sensor")  # fmt: skip
+        path.write_bytes(data)
+    return root

@@ -12,6 +12,8 @@ COMMANDS = [
         description="One JSON line per image: file, format, width, height, lat, lon (null without "
         "GPS). Folders and s3:// prefixes are expanded to the images under them. An unreadable "
         "file gives a line with an 'error' field. Exit status: 0 if at least one file was read, "
-        "1 if every file failed.",
+        "1 if every file failed. --summary prints one JSON object instead: files per format and how "
+        "many carry EXIF GPS, how many are unreadable and why, and the files skipped as not "
+        "images (AppleDouble ._* files, .DS_Store, Thumbs.db, other extensions).",
     )
 ]

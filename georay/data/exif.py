@@ -8,16 +8,17 @@ the hemisphere comes from the N/S/E/W reference tags.
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any
 
 from PIL import ExifTags, Image
 
-from georay.data.images import ImageDecodeError, decode_image, display_size, open_image
+from georay.data.images import ImageDecodeError, decode_image, read_header
 from georay.data.storage import read_bytes
 
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+# Reading a header or its EXIF decodes no pixels: the decompression-bomb limit does not apply.
+_NO_LIMIT = 2**62
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:/\d+(?:\.\d*)?)?")
 
 
@@ -85,27 +86,24 @@ def gps_from_exif(gps: dict[int, Any]) -> tuple[float, float] | None:
     return lat, lon
 
 
-def _gps_of(img: Image.Image) -> tuple[float, float] | None:
+def _gps_of(exif: Image.Exif) -> tuple[float, float] | None:
     try:
-        gps = img.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
     except Exception:  # a malformed EXIF block is "no GPS", not a failure
         return None
     return gps_from_exif(dict(gps)) if gps else None
 
 
 def gps_from_bytes(data: bytes) -> tuple[float, float] | None:
-    """EXIF GPS ``(lat, lon)`` in signed decimal degrees of encoded image bytes, or None.
+    """EXIF GPS ``(lat, lon)`` in signed decimal degrees of encoded image bytes (any format
+    :mod:`georay.data.images` reads: JPEG, HEIC, WebP, AVIF, RAW, ...), or None.
 
     Raises
     ------
     ImageDecodeError
         When the bytes are not a readable image at all.
     """
-    try:
-        img = Image.open(io.BytesIO(data))
-    except Exception as err:
-        raise ImageDecodeError(f"not an image: {type(err).__name__}: {err}") from None
-    return _gps_of(img)
+    return _gps_of(read_header(data, max_image_pixels=_NO_LIMIT).exif)
 
 
 def inspect_image(path_or_uri: str, check: bool = False) -> dict[str, Any]:
@@ -121,14 +119,13 @@ def inspect_image(path_or_uri: str, check: bool = False) -> dict[str, Any]:
         Unreadable file or non-image content.
     """
     data = read_bytes(str(path_or_uri))
-    img = open_image(data, max_image_pixels=2**62)  # inspection never decodes pixels: no limit
-    width, height = display_size(img)
-    gps = _gps_of(img)
+    header = read_header(data, max_image_pixels=_NO_LIMIT)
+    gps = _gps_of(header.exif)
     info: dict[str, Any] = {
         "file": str(path_or_uri),
-        "format": img.format,
-        "width": width,
-        "height": height,
+        "format": header.format,
+        "width": header.width,
+        "height": header.height,
         "lat": None if gps is None else round(gps[0], 7),
         "lon": None if gps is None else round(gps[1], 7),
     }

@@ -11,23 +11,49 @@ decompression-bomb guard); ``max_pixels`` *downscales* to at most that many pixe
 model sees). The two decode geometries the stages use are :func:`decode_square` (CLIP: short
 side to ``side``, centre crop) and :func:`decode_fit` (VLMs: aspect kept, at most
 ``max_pixels``).
+
+Formats: whatever Pillow reads (JPEG, PNG, WebP, AVIF, TIFF, ...), HEIC/HEIF through
+``pillow-heif`` (registered as a Pillow opener here, the one place: every decode in georay goes
+through this module, so curate, predict, the baselines, inspect and serve all read it), and
+camera RAW files through :mod:`georay.data.raw`. The same pixel limit applies to all of them.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import posixpath
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+# HEIC/HEIF (every iPhone photo since 2017). libheif applies the file's rotation (irot/imir)
+# while decoding and pillow-heif then reports EXIF orientation 1, so nothing rotates twice.
+# Thumbnails, depth and auxiliary images are never used: do not read them.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 # 8K x 8K: far above any street view or archive scan we expect, far below what exhausts memory.
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
-# What the stages list in a folder of images. Formats Pillow cannot read (HEIC without a plugin)
-# are listed anyway, so they become error rows that say so instead of vanishing.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic")
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".raf", ".orf", ".rw2", ".pef",
+                ".srw", ".x3f")  # fmt: skip
+# What the stages list in a folder of images. A RAW kind LibRaw cannot read (X3F) is listed
+# anyway, so it becomes an error row that says so instead of vanishing.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic",
+                  ".heif", ".hif", ".avif") + RAW_SUFFIXES  # fmt: skip
+# Files every copied photo archive carries that are not photos, whatever their extension:
+# macOS AppleDouble resource forks ("._IMG_0001.JPG") and folder metadata, Windows thumbnails.
+_SYSTEM_FILES = {".ds_store": "macOS folder metadata (.DS_Store)",
+                 "thumbs.db": "Windows thumbnail cache (Thumbs.db)",
+                 "desktop.ini": "Windows folder settings (desktop.ini)"}  # fmt: skip
 # EXIF orientations 5-8 rotate by 90 degrees: the displayed image has width and height swapped.
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+# Formats whose EXIF Pillow reads from the header. A PNG's eXIf chunk may follow the pixels,
+# so reading it would decode the image: PNGs count as upright until decoded.
+_HEADER_EXIF_FORMATS = ("JPEG", "MPO", "WEBP", "AVIF", "HEIF", "TIFF")
 
 
 class ImageDecodeError(Exception):
@@ -66,7 +92,12 @@ def open_image(data: bytes, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS)
         raise ImageDecodeError("not an image (unrecognised format)") from None
     except Exception as err:  # corrupt headers raise many types inside Pillow
         raise ImageDecodeError(f"unreadable image header: {type(err).__name__}: {err}") from None
-    width, height = img.size
+    check_pixels(*img.size, max_image_pixels)
+    return img
+
+
+def check_pixels(width: int, height: int, max_image_pixels: int) -> None:
+    """Raise :class:`ImageDecodeError` for an empty or too large ``width x height``."""
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid image size {width}x{height}")
     if width * height > max_image_pixels:
@@ -74,12 +105,49 @@ def open_image(data: bytes, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS)
             f"too many pixels: {width}x{height} = {width * height} > "
             f"max_image_pixels={max_image_pixels}"
         )
-    return img
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says: ``format`` (Pillow's name, or the RAW kind such as
+    ``"DNG"``), ``width`` and ``height`` as displayed, and its ``exif``."""
+
+    format: str
+    width: int
+    height: int
+    exif: Image.Exif
+
+
+def _raw_kind(data: bytes) -> str | None:
+    from georay.data.raw import raw_kind  # imports rawpy only when a RAW file turns up
+
+    return raw_kind(data)
+
+
+def read_header(data: bytes, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageHeader:
+    """The :class:`ImageHeader` of encoded bytes, decoding no pixels.
+
+    Raises
+    ------
+    ImageDecodeError
+        Not an image, an unreadable header, or more than ``max_image_pixels``.
+    """
+    kind = _raw_kind(data)
+    if kind:
+        from georay.data.raw import raw_header
+
+        return raw_header(data, kind, max_image_pixels)
+    img = open_image(data, max_image_pixels=max_image_pixels)
+    try:
+        exif = img.getexif()
+    except Exception:  # a malformed EXIF block is "no EXIF", not an unreadable image
+        exif = Image.Exif()
+    return ImageHeader(img.format, *display_size(img), exif)
 
 
 def orientation(img: Image.Image) -> int:
-    """The EXIF orientation tag of a JPEG (1 = as stored; unreadable EXIF counts as 1)."""
-    if img.format not in ("JPEG", "MPO"):
+    """The EXIF orientation tag (1 = as stored; unreadable EXIF, or a PNG, counts as 1)."""
+    if img.format not in _HEADER_EXIF_FORMATS:
         return 1
     try:
         return int(img.getexif().get(0x0112, 1))
@@ -104,7 +172,7 @@ def decode_image(
     Parameters
     ----------
     data
-        Encoded bytes (JPEG, PNG, WebP, ... anything Pillow reads).
+        Encoded bytes (JPEG, PNG, WebP, AVIF, HEIC, a camera RAW, ... see the module).
     size
         Target ``(width, height)``; ``None`` keeps the decoded size. When smaller than the image,
         JPEGs use draft mode (DCT scaling to at least ``size``) before the final resize.
@@ -121,8 +189,19 @@ def decode_image(
     ImageDecodeError
         Zero-byte, truncated, non-image or oversized input.
     """
-    img = open_image(data, max_image_pixels=max_image_pixels)
+    return _decode(data, lambda w, h: size, max_image_pixels)
+
+
+def _decode(data: bytes, size_of: Callable, max_image_pixels: int) -> np.ndarray:
+    """Decode to ``size_of(displayed width, height)`` (None: as displayed), any format."""
     try:
+        kind = _raw_kind(data)
+        if kind:
+            from georay.data.raw import decode_raw
+
+            return decode_raw(data, kind, size_of, max_image_pixels)
+        img = open_image(data, max_image_pixels=max_image_pixels)
+        size = size_of(*display_size(img))
         if size is not None:
             # Draft against the stored (unrotated) layout: orientations 5-8 swap the axes.
             swap = orientation(img) in _SWAPPING_ORIENTATIONS
@@ -132,18 +211,23 @@ def decode_image(
             ):
                 img.draft("RGB", draft_size)
         img.load()  # force the full decode here, so truncation is caught here
-        img = ImageOps.exif_transpose(img)
-        if img.mode != "RGB":
-            img = _to_rgb(img)
-        if size is not None and img.size != tuple(size):
-            img = img.resize(tuple(size), Image.Resampling.BILINEAR, reducing_gap=None)
-        return np.asarray(img, dtype=np.uint8)
+        stored_format, img = img.format, ImageOps.exif_transpose(img)
+        if stored_format not in _HEADER_EXIF_FORMATS:  # a PNG's orientation is known only now
+            size = size_of(*img.size)
+        return resize_rgb(to_rgb(img), size)
     except ImageDecodeError:
         raise
     except OSError as err:
         raise ImageDecodeError(f"truncated or corrupt image data: {err}") from None
     except Exception as err:
         raise ImageDecodeError(f"decode failed: {type(err).__name__}: {err}") from None
+
+
+def resize_rgb(img: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
+    """An RGB image resized to ``size`` (None: as it is), as ``(H, W, 3)`` uint8."""
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def cover_size(width: int, height: int, side: int) -> tuple[int, int]:
@@ -172,9 +256,8 @@ def decode_square(
     The geometry of open_clip's ``Resize(side) + CenterCrop(side)``, through JPEG draft mode and
     with no float conversion: normalisation happens batched on the model's device.
     """
-    img = open_image(data, max_image_pixels=max_image_pixels)
-    w, h = cover_size(*display_size(img), side)
-    pixels = decode_image(data, (w, h), max_image_pixels=max_image_pixels)
+    pixels = _decode(data, lambda w, h: cover_size(w, h, side), max_image_pixels)
+    h, w = pixels.shape[:2]
     top, left = (h - side) // 2, (w - side) // 2
     return pixels[top : top + side, left : left + side]
 
@@ -183,18 +266,50 @@ def decode_fit(
     data: bytes, max_pixels: int | None, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> np.ndarray:
     """Decode to RGB uint8 with at most ``max_pixels`` pixels (aspect kept; None: full size)."""
-    img = open_image(data, max_image_pixels=max_image_pixels)
-    size = fit_size(*display_size(img), max_pixels)
-    return decode_image(data, size, max_image_pixels=max_image_pixels)
+    return _decode(data, lambda w, h: fit_size(w, h, max_pixels), max_image_pixels)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Convert to RGB; transparent pixels are composited on white, not black."""
+    if img.mode == "RGB":
+        return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def skip_reason(path: str) -> str | None:
+    """Why a file in a photo folder is not listed as an image (None: it is one), by its name.
+
+    By name, not content: listing an archive on S3 must not read every object. A file that is
+    named like an image but is not one still becomes an error row that says so.
+    """
+    name = posixpath.basename(str(path).replace("\\", "/"))
+    if name.startswith("._"):
+        return "macOS AppleDouble file (._*)"
+    if name.lower() in _SYSTEM_FILES:
+        return _SYSTEM_FILES[name.lower()]
+    suffix = posixpath.splitext(name)[1].lower()
+    if suffix not in IMAGE_SUFFIXES:
+        return f"not an image extension ({suffix or 'none'})"
+    return None
+
+
+def list_images(uri: str) -> tuple[list[str], Counter]:
+    """The image files under a folder or S3 prefix (sorted), and the files skipped, counted
+    by :func:`skip_reason`."""
+    from georay.data.storage import list_files
+
+    images, skipped = [], Counter()
+    for path in list_files(uri):
+        reason = skip_reason(path)
+        if reason is None:
+            images.append(path)
+        else:
+            skipped[reason] += 1
+    return images, skipped
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:

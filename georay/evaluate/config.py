@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from georay.config import Config, option, split_name
 
+ABSTAINED = ("unanswered", "answered")
+
 
 @dataclass(kw_only=True)
 class EvaluateConfig(Config):
@@ -39,6 +41,21 @@ class EvaluateConfig(Config):
         None, help="H3 resolution drawn on the map (default: the coarsest)", aliases=("--map-res",)
     )
 
+    abstained: str = option(
+        "unanswered",
+        help="how the headline counts rows whose prediction abstained (under its "
+        "--min-confidence): 'unanswered' or 'answered' (as the answer they keep); confidence "
+        "figures always use their answer",
+    )
+    calibration: list[str] = option(
+        factory=list,
+        help="calibration to apply to the confidences read, for figures before and after: a "
+        "calibration.json or the model/gallery folder holding one, as NAME=PATH per method "
+        "(one unnamed PATH with one method)",
+        path="in",
+        named=True,
+    )
+
     def __post_init__(self) -> None:
         if isinstance(self.predictions, str):  # one path, as Python callers give it
             self.predictions = [self.predictions]
@@ -53,6 +70,11 @@ class EvaluateConfig(Config):
                 f"h3_resolution must be H3 resolutions in 0..15, got {self.h3_resolution}"
             )
         self.h3_resolution = sorted({int(r) for r in self.h3_resolution})
+        if self.abstained not in ABSTAINED:
+            raise ValueError(f"abstained must be one of {ABSTAINED}, got {self.abstained!r}")
+        if isinstance(self.calibration, str):
+            self.calibration = [self.calibration] if self.calibration else []
+        self.calibrations()  # validates names
         if self.map_resolution is not None and self.map_resolution not in self.h3_resolution:
             raise ValueError(
                 f"map_resolution {self.map_resolution} must be one of h3_resolution "
@@ -70,6 +92,24 @@ class EvaluateConfig(Config):
             if name in out:
                 raise ValueError(f"predictions: method name {name!r} given twice; name them "
                                  "NAME=PATH")  # fmt: skip
+            out[name] = path
+        return out
+
+    def calibrations(self) -> dict[str, str]:
+        """Method name -> calibration path (``--calibration``)."""
+        methods, out = self.methods(), {}
+        for value in self.calibration:
+            name, path = split_name(value)
+            if not name:
+                if len(methods) != 1:
+                    raise ValueError("calibration: name the method of each calibration as "
+                                     "NAME=PATH when several predictions are scored")  # fmt: skip
+                name = next(iter(methods))
+            if name not in methods:
+                raise ValueError(f"calibration: no predictions named {name!r} (methods: "
+                                 f"{', '.join(methods)})")  # fmt: skip
+            if name in out:
+                raise ValueError(f"calibration: method {name!r} given twice")
             out[name] = path
         return out
 

@@ -16,12 +16,19 @@ import pyarrow.parquet as pq
 
 from georay.data.storage import filesystem_for, join_uri, write_bytes
 from georay.errors import UserError
+from georay.evaluate.confidence import (
+    CONFIDENCE_CONVENTIONS,
+    confidence_metrics,
+    has_confidence,
+    without_abstained,
+)
 from georay.evaluate.config import EvaluateConfig
-from georay.evaluate.inputs import PREDICTION_COLUMNS, TRUTH_COLUMNS, read_columns
+from georay.evaluate.inputs import PREDICTION_COLUMNS, read_columns, read_truth
 from georay.evaluate.score import NO_CELL, Scored, group_stats, prepare_truth, score
 from georay.geo.gazetteer import get_gazetteer
 from georay.geo.metrics import CONVENTIONS, THRESHOLDS_KM, distance_metrics, level_metrics
 from georay.geo.places import CITY_RADIUS_KM
+from georay.protocol.calibration import Calibration, calibration_uri, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +200,21 @@ def _group_tables(
     }  # fmt: skip
 
 
-def _read_truth(cfg: EvaluateConfig) -> tuple[pa.Table, int, dict]:
-    """Truth rows (in the split), the row count before the split, the layout record."""
-    truth, layout = read_columns(cfg.truth, TRUTH_COLUMNS, mapping=cfg.truth_columns)
-    rows = len(truth)
-    if cfg.split:
-        if truth["split"].null_count == len(truth):
-            raise UserError(f"--split {cfg.split!r} given but {cfg.truth} has no 'split' column")
-        truth = truth.filter(pc.fill_null(pc.equal(truth["split"], cfg.split), False))
-    return truth, rows, layout.record()
+def _calibrations(cfg: EvaluateConfig) -> dict[str, Calibration]:
+    """The ``--calibration`` files, loaded (UserError where one is missing or not one)."""
+    out = {}
+    for method, path in cfg.calibrations().items():
+        try:
+            found = load_calibration(path)
+        except ValueError as err:
+            raise UserError(f"--calibration: {err}") from None
+        if found is None:
+            raise UserError(f"--calibration: no {calibration_uri(path)}")
+        if found.get(method) is None:
+            raise UserError(f"--calibration: {path} calibrates {', '.join(found.methods)}, "
+                            f"not {method!r}: name one of them for it")  # fmt: skip
+        out[method] = found
+    return out
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -221,13 +234,19 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     """
     start = time.perf_counter()
     gaz = get_gazetteer()
-    truth, truth_rows, truth_layout = _read_truth(cfg)
+    truth, truth_rows, truth_layout = read_truth(cfg.truth, mapping=cfg.truth_columns,
+                                                  split=cfg.split)  # fmt: skip
     prepared = prepare_truth(truth, gaz, cfg.h3_resolution)
     scored: dict[str, Scored] = {}
     orphans, methods = [], {}
+    calibrations = _calibrations(cfg)
+    confidence_curves: dict[str, dict] = {}
     for method, path in cfg.methods().items():
         predictions, layout = read_columns(path, PREDICTION_COLUMNS, flag="--predictions")
-        scored[method], unmatched = score(prepared, predictions, gaz)
+        as_answered, unmatched = score(prepared, predictions, gaz)
+        scored[method] = as_answered
+        if cfg.abstained == "unanswered":
+            scored[method] = without_abstained(as_answered)
         orphans.append(unmatched.add_column(0, "method", pa.array([method] * len(unmatched),
                                                                   pa.string())))  # fmt: skip
         methods[method] = {
@@ -235,6 +254,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
             "inputs": {"predictions": path, "prediction_rows": len(predictions),
                        "prediction_layout": layout.record(), **scored[method].counts},
         }  # fmt: skip
+        if has_confidence(as_answered):
+            methods[method]["confidence"], confidence_curves[method] = confidence_metrics(
+                as_answered, gaz, calibration=calibrations.get(method), method=method,
+                counted_as=cfg.abstained,
+            )  # fmt: skip
     read_s = time.perf_counter() - start
     primary = next(iter(methods))
     metrics = {k: v for k, v in methods[primary].items() if k != "inputs"}
@@ -261,11 +285,12 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     if cfg.plots:
         from georay.evaluate.plots import draw_all
 
-        figures = draw_all(scored, per_method[primary], cfg)
+        figures = draw_all(scored, per_method[primary], cfg, confidence_curves)
     metrics["figures"] = figures
     metrics["conventions"] = {
         **CONVENTIONS,
         **EVALUATE_CONVENTIONS,
+        **(CONFIDENCE_CONVENTIONS if confidence_curves else {}),
         "h3_resolutions": cfg.h3_resolution,
     }
     metrics["timing_s"] = {"read": read_s, "total": time.perf_counter() - start}

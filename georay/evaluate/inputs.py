@@ -10,6 +10,7 @@ long ``raw_text``/``reasons`` columns costs no memory for them.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from georay.data.layouts import Detected, read_layout
 from georay.data.manifest import MANIFEST_COLUMNS
@@ -21,7 +22,8 @@ TRUTH_COLUMNS = {
     **{k: MANIFEST_COLUMNS[k] for k in ("image_id", "lat", "lon", "country", "city")},
     "split": pa.string(),
 }
-_EVALUATED = ("image_id", "lat", "lon", "country", "city", "country_code", "answered", "status")
+_EVALUATED = ("image_id", "lat", "lon", "country", "city", "country_code", "answered", "status",
+              "country_confidence", "city_confidence", "candidates", "abstained")  # fmt: skip
 PREDICTION_COLUMNS = {f.name: f.type for f in PREDICTIONS_SCHEMA if f.name in _EVALUATED}
 
 
@@ -64,3 +66,21 @@ def read_columns(
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise UserError(f"{uri}: column {name!r} is not {dtype}: {err}") from None
     return pa.table(out, names=list(columns)).combine_chunks(), detected
+
+
+def read_truth(uri: str, *, mapping: str = "", split: str = "") -> tuple[pa.Table, int, dict]:
+    """Truth rows (:data:`TRUTH_COLUMNS`) of ``split`` ('' = all), the row count before the
+    split, and the layout record (``--truth``, ``--truth-columns`` and ``--split`` of a stage).
+
+    Raises
+    ------
+    UserError
+        As :func:`read_columns`, or a split asked of a table with no ``split`` column.
+    """
+    truth, layout = read_columns(uri, TRUTH_COLUMNS, mapping=mapping)
+    rows = len(truth)
+    if split:
+        if truth["split"].null_count == len(truth):
+            raise UserError(f"--split {split!r} given but {uri} has no 'split' column")
+        truth = truth.filter(pc.fill_null(pc.equal(truth["split"], split), False))
+    return truth, rows, layout.record()

@@ -228,11 +228,68 @@ def compare_methods(scored: dict[str, Scored]) -> bytes:
     return _png(fig)
 
 
-def draw_all(scored: dict[str, Scored], tables: dict[str, pa.Table], cfg) -> dict[str, str]:
+def reliability_diagram(curves: dict[str, dict]) -> bytes:
+    """Per level (country, city): accuracy against mean confidence in equal-mass bins, one
+    line per method, solid as given and dashed after calibration; the diagonal is perfect."""
+    levels = [lvl for lvl in ("country", "city") if any(lvl in c for c in curves.values())]
+    fig, axes = plt.subplots(1, len(levels), figsize=(6 * len(levels), 5.5), squeeze=False)
+    for ax, level in zip(axes[0], levels, strict=True):
+        ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=0.8, label="perfect")
+        for i, (method, c) in enumerate(curves.items()):
+            if level not in c:
+                continue
+            color = f"C{i}"
+            for kind, style in (("as_given", "-"), ("calibrated", "--")):
+                if kind in c[level]:
+                    b = c[level][kind]
+                    label = method if kind == "as_given" else f"{method} calibrated"
+                    ax.plot(b["confidence"], b["accuracy"], style, marker="o", markersize=3,
+                            color=color, label=label)  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel("mean confidence in bin")
+        ax.set_ylabel("share right in bin")
+        ax.set_title(f"{level}: reliability (equal-mass bins)")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def coverage_curves(curves: dict[str, dict]) -> bytes:
+    """Country precision of the kept rows against the share of the archive kept (most
+    confident first), one curve per method, with the area under the risk-coverage curve."""
+    from georay.evaluate.confidence import PRECISION_TARGETS
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for method, c in curves.items():
+        if "curve" not in c:
+            continue
+        cv = c["curve"]
+        ax.step(np.r_[0, cv["coverage"]], np.r_[cv["precision"][:1], cv["precision"]],
+                where="pre", label=f"{method} (AURC {cv['aurc']:.3f})", linewidth=1.8)  # fmt: skip
+    for target in PRECISION_TARGETS:
+        ax.axhline(target, color="black", linestyle=":", linewidth=0.7)
+        ax.text(0.01, target, f"{target:.0%}", va="bottom", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.01)
+    ax.set_xlabel("share of the archive kept (most confident first)")
+    ax.set_ylabel("country precision of the kept rows")
+    ax.set_title("Selective prediction: keep the confident rows, check the rest")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def draw_all(
+    scored: dict[str, Scored], tables: dict[str, pa.Table], cfg, confidence: dict | None = None
+) -> dict[str, str]:
     """Draw every figure into ``cfg.output``; returns {figure name: file name}.
 
     The map, error histogram and country bars show the first method (``tables`` are its
-    group tables); with several methods, ``methods.png`` compares them.
+    group tables); with several methods, ``methods.png`` compares them. ``confidence`` (method
+    -> curves from :func:`georay.evaluate.confidence.confidence_metrics`) adds
+    ``calibration.png`` and ``coverage.png`` for the methods that carry confidences.
     """
     res = cfg.map_resolution if cfg.map_resolution is not None else min(cfg.h3_resolution)
     primary = next(iter(scored.values()))
@@ -243,6 +300,10 @@ def draw_all(scored: dict[str, Scored], tables: dict[str, pa.Table], cfg) -> dic
     }
     if len(scored) > 1:
         figures["methods"] = compare_methods(scored)
+    if any(lvl in c for c in (confidence or {}).values() for lvl in ("country", "city")):
+        figures["calibration"] = reliability_diagram(confidence)
+    if any("curve" in c for c in (confidence or {}).values()):
+        figures["coverage"] = coverage_curves(confidence)
     for name, png in figures.items():
         write_bytes(join_uri(cfg.output, f"{name}.png"), png)
     return {name: f"{name}.png" for name in figures}

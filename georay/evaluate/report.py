@@ -61,7 +61,86 @@ def methods_table(metrics: dict) -> str:
     digits = {"GeoScore": 0, "median km": 1}
     rows = [[r[0]] + [_fmt(v, digits.get(r[0], 4)) for v in r[1:]] for r in rows]
     rows.append(["truth rows"] + [m["n"] for m in methods.values()])
+    if any("confidence" in m for m in methods.values()):
+        rows += confidence_headline_rows(list(methods.values()))
     return _table(["figure", *methods], rows)
+
+
+def _selective(country: dict, target: float) -> dict | None:
+    for row in country.get("selective", []):
+        if abs(row["target_precision"] - target) < 1e-9:
+            return row
+    return None
+
+
+def confidence_headline_rows(methods: list[dict]) -> list[list[object]]:
+    """Rows of the side-by-side table for methods with confidences: country ECE as given and
+    calibrated, and the share of the archive kept at 95% country precision."""
+
+    def country(m: dict) -> dict:
+        return (m.get("confidence") or {}).get("country") or {}
+
+    def kept(m: dict) -> str:
+        row = _selective(country(m), 0.95)
+        return "-" if row is None else f"{row['kept_share']:.1%}"
+
+    rows = [
+        ["country ECE"] + [_fmt((country(m).get("as_given") or {}).get("ece")) for m in methods]
+    ]
+    if any("calibrated" in country(m) for m in methods):
+        rows.append(["country ECE calibrated"]
+                    + [_fmt((country(m).get("calibrated") or {}).get("ece")) for m in methods])  # fmt: skip
+    rows.append(["kept at 95% country precision"] + [kept(m) for m in methods])
+    return rows
+
+
+def confidence_section(metrics: dict) -> list[str]:
+    """The report's confidence section: what a user can accept at a precision, calibration,
+    top-k and abstention, per method that carries confidences (empty if none does)."""
+    methods = {k: v["confidence"] for k, v in (metrics.get("methods") or {}).items()
+               if v.get("confidence")}  # fmt: skip
+    if not methods:
+        return []
+    out = ["## Confidence: what you can accept", ""]
+    for name, c in methods.items():
+        row = _selective(c.get("country") or {}, 0.95)
+        if row is not None:
+            out.append(f"- **{name}**: at 95% country precision, {row['kept_share']:.1%} of "
+                       "photos are placed" + ("" if row["threshold"] is None else
+                       f" (keep rows with confidence >= {row['threshold']:.4f})"))  # fmt: skip
+    out += ["", "Keep rows whose confidence is at least the threshold (`--min-confidence`) and "
+            "send the rest to a person:", ""]  # fmt: skip
+    sel = [[name, f"{r['target_precision']:.0%}", r["threshold"], r["kept_share"], r["kept_rows"],
+            r["precision"]]
+           for name, c in methods.items() for r in (c.get("country") or {}).get("selective", [])]  # fmt: skip
+    out += [_table(["method", "target precision", "threshold", "share kept", "rows kept",
+                    "precision kept"], sel), ""]  # fmt: skip
+    cal = []
+    for name, c in methods.items():
+        for level in ("country", "city"):
+            f = c.get(level)
+            if f:
+                g, k = f["as_given"], f.get("calibrated") or {}
+                cal.append([name, level, f["rows"], g["ece"], k.get("ece"), g["brier"],
+                            k.get("brier"), g["mean_confidence"], g["accuracy"], f.get("aurc")])  # fmt: skip
+    out += ["Calibration (ECE over 15 equal-mass bins; AURC: area under the risk-coverage "
+            "curve, country):", "",
+            _table(["method", "level", "rows", "ECE", "ECE calibrated", "Brier",
+                    "Brier calibrated", "mean confidence", "accuracy", "AURC"], cal), ""]  # fmt: skip
+    topk = [[name, t["rows_with_candidates"], t.get("country_top1"), t.get("country_top3"),
+             t.get("country_top5"), t.get("within_25km")]
+            for name, c in methods.items() if (t := c.get("top_k"))]  # fmt: skip
+    if topk:
+        out += ["Candidates:", "", _table(["method", "rows with candidates", "country top-1",
+                "country top-3", "country top-5", "a candidate < 25 km"], topk), ""]  # fmt: skip
+    ab = [[name, a["rows"], a["share"], a["counted_as"], a["kept_country_precision"],
+           a["abstained_country_accuracy"]]
+          for name, c in methods.items() if (a := c.get("abstained"))]  # fmt: skip
+    if ab:
+        out += ["Abstention:", "", _table(["method", "abstained rows", "share", "headline counts "
+                "them as", "country precision of the rest", "country accuracy of abstained"],
+                ab), ""]  # fmt: skip
+    return out
 
 
 def _method_rows(table: pa.Table, keys: list[str], methods: list[str], limit: int) -> list[list]:
@@ -148,6 +227,7 @@ def render_report(metrics: dict, tables: dict[str, pa.Table], top: int = 20) -> 
         + " on its own benchmark; numbers are comparable only on the same data.",
         "",
     ]
+    out += confidence_section(m)
     figures = m.get("figures") or {}
     if figures:
         out += ["## Figures", ""] + [f"![{name}]({path})" for name, path in figures.items()] + [""]

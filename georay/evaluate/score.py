@@ -52,6 +52,12 @@ class Scored:
     distance_km: np.ndarray  # NaN where unanswered or unlocated
     cells: dict[int, np.ndarray] = field(default_factory=dict)  # res -> uint64 (0 = none)
     counts: dict[str, int] = field(default_factory=dict)  # how inputs were completed/joined
+    # Confidence columns of the predictions (issue 20), aligned to the truth rows: NaN, False
+    # and null where a row has none (no prediction, an error row, a method without scores).
+    country_confidence: np.ndarray | None = None  # float64
+    city_confidence: np.ndarray | None = None  # float64
+    abstained: np.ndarray | None = None  # bool
+    candidates: pa.Array | None = None  # list<struct> (CANDIDATE_TYPE), null where none
 
     def __len__(self) -> int:
         return len(self.image_id)
@@ -190,6 +196,22 @@ def prepare_truth(truth: pa.Table, gaz: Gazetteer, resolutions: list[int]) -> Tr
     return Truth(truth, tc, true_city, tlat, tlon, located, cells, counts)
 
 
+def _confidence_columns(pred: pa.Table) -> dict:
+    """The confidence fields of :class:`Scored` from predictions aligned to truth rows (absent
+    columns give nothing)."""
+    names, out = pred.column_names, {}
+    for level in ("country", "city"):
+        if f"{level}_confidence" in names:
+            col = pred[f"{level}_confidence"].combine_chunks().cast(pa.float64())
+            out[f"{level}_confidence"] = pc.fill_null(col, np.nan).to_numpy(zero_copy_only=False)
+    if "abstained" in names:
+        col = pred["abstained"].combine_chunks().cast(pa.bool_())
+        out["abstained"] = pc.fill_null(col, False).to_numpy(zero_copy_only=False)
+    if "candidates" in names:
+        out["candidates"] = pred["candidates"].combine_chunks()
+    return out
+
+
 def score(
     truth: pa.Table | Truth,
     predictions: pa.Table,
@@ -204,7 +226,8 @@ def score(
         Columns as in :mod:`georay.evaluate.inputs` (absent ones all-null), or truth already
         prepared by :func:`prepare_truth` (to score several prediction sets on the same rows).
     predictions : pyarrow.Table
-        Columns as in :mod:`georay.evaluate.inputs`.
+        Columns as in :mod:`georay.evaluate.inputs`; the confidence columns, where present,
+        are carried aligned to the truth rows (``Scored.country_confidence`` ...).
     gaz : Gazetteer
         Names <-> places.
     resolutions : list of int
@@ -275,6 +298,7 @@ def score(
             distance_km=dist,
             cells=t.cells,
             counts=counts,
+            **_confidence_columns(pred),
         ),
         orphans,
     )

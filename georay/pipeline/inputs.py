@@ -9,6 +9,7 @@ an earlier run can be skipped before any work is scheduled; tar shards are strea
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from collections.abc import Iterable
 from typing import Literal
@@ -19,17 +20,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from georay.data.images import IMAGE_SUFFIXES
+from georay.data.images import IMAGE_SUFFIXES, list_images
 from georay.data.layouts import read_images_table
 from georay.data.storage import filesystem_for, is_s3, list_files
 from georay.data.tables import table_format
 from georay.errors import UserError
 
+log = logging.getLogger(__name__)
+
 InputKind = Literal["manifest", "images", "webdataset"]
 
 TAR_SUFFIXES = (".tar",)
 # Extensions of image members inside a WebDataset sample, most common first.
-WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "heic", "heif", "avif")
 
 
 def detect_kind(uri: str) -> InputKind:
@@ -56,14 +59,21 @@ def _with_status(table: pa.Table) -> pa.Table:
     return table.append_column("error", pa.nulls(n, pa.string()))
 
 
-def image_table(uri: str) -> pa.Table:
-    """List a folder or S3 prefix of images as rows (``image_id``, ``uri``).
+def image_table(uri: str) -> tuple[pa.Table, dict]:
+    """List a folder or S3 prefix of images as rows (``image_id``, ``uri``), and its layout
+    record: ``{"layout": "images"}``, plus ``skipped_files`` and ``skipped_reasons`` (reason ->
+    count) when files that are not images were left out (AppleDouble ``._*`` files,
+    ``.DS_Store``, ``Thumbs.db``, other extensions: :func:`georay.data.images.skip_reason`).
 
     ``image_id`` is the path relative to ``uri`` without its extension (``a/b.jpg`` ->
     ``a/b``), stable across reruns and equal to the id the synthetic world's manifest uses.
     Two files differing only by extension would share an id, so that raises ``ValueError``.
     """
-    files = list_files(uri, IMAGE_SUFFIXES)
+    files, skipped = list_images(uri)
+    layout: dict = {"layout": "images"}
+    if skipped:
+        layout.update(skipped_files=skipped.total(), skipped_reasons=dict(sorted(skipped.items())))
+        log.info("%s: skipped %d non-image files: %s", uri, skipped.total(), dict(skipped))
     _, root = filesystem_for(uri)
     root = root.rstrip("/") + "/"
     ids = []
@@ -73,7 +83,8 @@ def image_table(uri: str) -> pa.Table:
     if len(set(ids)) != len(ids):
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].tolist()[:5]
         raise ValueError(f"image ids collide (same name, different extension): {dup}")
-    return pa.table({"image_id": pa.array(ids, pa.string()), "uri": pa.array(files, pa.string())})
+    table = pa.table({"image_id": pa.array(ids, pa.string()), "uri": pa.array(files, pa.string())})
+    return table, layout
 
 
 def listed_input(
@@ -100,14 +111,14 @@ def listed_input(
     -------
     (pyarrow.Table, dict)
         Validated manifest columns (``image_id``, ``uri``, ...), or ``image_id`` + ``uri`` for a
-        folder; and the layout record (``{"layout": "images"}`` for a folder).
+        folder; and the layout record (for a folder: :func:`image_table`'s).
     """
     kind = detect_kind(uri) if kind == "auto" else kind
     if kind == "manifest":
         table, detected = read_images_table(uri, columns=columns, image_root=image_root or None)
         return table, detected.record()
     if kind == "images":
-        return image_table(uri), {"layout": "images"}
+        return image_table(uri)
     raise ValueError(f"listed_input() lists tables and image folders, not {kind!r}")
 
 

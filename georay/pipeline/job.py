@@ -201,7 +201,8 @@ def run_bulk_job(job: BulkJob) -> dict:
     -------
     dict
         ``rows_in``, ``rows_out``, ``ok``, ``error``, ``error_reasons`` over every committed row
-        (earlier runs included), ``rows_this_run``, ``elapsed_s``, ``rows_per_s`` and
+        (earlier runs included), ``skipped_files`` (files in an input folder that are not
+        images; why: ``input_layout``), ``rows_this_run``, ``elapsed_s``, ``rows_per_s`` and
         ``stages`` (:func:`stage_times`; this run), ``input``, ``output``, the job's identity and
         its own ``summarize`` fields.
     """
@@ -243,6 +244,7 @@ def run_bulk_job(job: BulkJob) -> dict:
     summary = {
         "rows_in": counts["rows"] if rows_in is None else rows_in,
         "rows_out": counts["rows"],
+        "skipped_files": layout.get("skipped_files", 0),  # not images: never rows (inputs.py)
         **{k: counts[k] for k in ("ok", "error", "error_reasons")},
         **(job.summarize(writer) if job.summarize else {}),
         "rows_this_run": written,

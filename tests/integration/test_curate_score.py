@@ -242,3 +242,22 @@ def test_fit_with_a_segmenter_teacher(ray_session, world, tmp_path):
     info = fit(cfg)
     assert info["teacher"] == f"segmenter:{tmp_path / 'seg'}"
     assert info["metrics"]["holdout"]["n"] + info["metrics"]["train"]["n"] == 40
+
+
+def test_score_a_phone_archive_folder(ray_session, head, tmp_path):
+    """HEIC, AVIF, WebP and DNG are scored; an unreadable RAW kind is an error row that names
+    it; AppleDouble files, .DS_Store, Thumbs.db and notes are counted as skipped, not rowed."""
+    from support import ARCHIVE, phone_archive
+
+    archive = phone_archive(tmp_path / "archive")
+    out = tmp_path / "o"
+    summary = score(ScoreConfig(input=str(archive), head=str(head[0]), output=str(out),
+                                sha256=True))  # fmt: skip
+    images = [k.rsplit(".", 1)[0] for k, v in ARCHIVE.items() if v is not None]
+    assert (summary["rows_in"], summary["ok"], summary["error"]) == (len(images), 6, 1)
+    assert summary["skipped_files"] == 4
+    assert json.loads((out / "summary.json").read_text())["skipped_files"] == 4
+    rows = _scores(out).to_pandas().set_index("image_id")
+    assert sorted(rows.index) == sorted(images)
+    assert rows.loc["2023/09/SDIM0004", "error"].startswith("RAW format X3F not supported")
+    assert rows.loc[rows.status == "ok", "locatability"].between(0, 1).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -166,3 +167,48 @@ def test_output_of_another_model_or_input_is_refused(ray_session, tmp_path, tiny
     assert main(argv) == 2
     assert sorted(_read(out)["image_id"].to_pylist()) == before  # nothing was written
     assert first["rows_out"] == len(before)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_phone_archive_folder(ray_session, tmp_path, tiny_model):
+    """A folder as copied off phones and cameras: one row per image (HEIC, AVIF, WebP, DNG),
+    its EXIF GPS, the photo turned upright; the clutter counted, not rowed; an unreadable RAW
+    kind named."""
+    from support import ARCHIVE, phone_archive
+
+    from georay.data.images import decode_image
+    from georay.predict.config import ModelSettings
+    from georay.predict.predictor import Predictor
+
+    archive = phone_archive(tmp_path / "archive")
+    cfg = _config(tiny_model, input=str(archive), output=str(tmp_path / "out"))
+    summary = predict(cfg)
+    images = {k.rsplit(".", 1)[0]: v for k, v in ARCHIVE.items() if v is not None}
+    assert (summary["rows_out"], summary["ok"], summary["error"]) == (len(images), 6, 1)
+    assert summary["skipped_files"] == 4
+    assert sum(summary["input_layout"]["skipped_reasons"].values()) == 4
+    rows = {r["image_id"]: r for r in _read(tmp_path / "out").to_pylist()}
+    assert set(rows) == set(images)
+    direct = Predictor(ModelSettings.of(vars(cfg)))
+    turned = 0
+    for image_id, (fmt, gps, _) in images.items():
+        row = rows[image_id]
+        if fmt == "X3F":
+            assert row["error"].startswith("RAW format X3F not supported"), row
+            continue
+        assert row["status"] == "ok", row
+        got = (row["exif_lat"], row["exif_lon"])
+        assert got == pytest.approx(gps, abs=1e-4) if gps else got == (None, None)
+        if fmt in ("HEIF", "AVIF", "WEBP"):  # decoded without JPEG draft: the same pixels
+            data = (archive / next(k for k in ARCHIVE if k.startswith(image_id + "."))).read_bytes()
+            upright = decode_image(data)
+            want, sideways = (r["raw_text"] for r in direct.predict_bytes(
+                [_png(upright), _png(np.rot90(upright, 1))]))  # fmt: skip
+            assert row["raw_text"] == want, image_id  # the model saw the upright photo
+            turned += want != sideways
+    assert turned, "the model's answers do not depend on the orientation: the check is void"

@@ -78,6 +78,7 @@ def client():
 RESPONSE_KEYS = {
     "country", "country_code", "city", "lat", "lon", "h3", "reasons", "answered", "resolution",
     "raw_text", "model",
+    "country_confidence", "city_confidence", "candidates", "abstained",  # issue 20
 }  # fmt: skip
 # /v1/geolocate also answers the photo's own EXIF GPS (the page's distance to it).
 GEOLOCATE_KEYS = RESPONSE_KEYS | {"exif_lat", "exif_lon"}
@@ -349,3 +350,25 @@ def test_killed_replica_is_replaced_and_requests_recover(urls, ray_session, clie
     assert victim not in _replicas(ray) and len(_replicas(ray)) == 2
     later = asyncio.run(_load(urls["main"] + "/v1/geolocate", [_jpeg(0)] * 16, 8))
     assert [status for status, _ in later] == [200] * 16
+
+
+def test_geolocate_reads_a_heic_body_upright_with_its_gps(urls, client):
+    """An iPhone photo as it is: HEIC, turned by its rotation box, with EXIF GPS."""
+    from georay.data.images import decode_image
+    from georay.synth.formats import encode_photo
+
+    pixels = np.random.default_rng(5).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    heic = encode_photo(pixels, "HEIF", gps=(52.516, 13.3777), orientation=6)
+    url = urls["main"] + "/v1/geolocate"
+    response = client.post(url, content=heic, headers={"content-type": "image/heic"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["exif_lat"], answer["exif_lon"]) == pytest.approx((52.516, 13.3777), abs=1e-4)
+    upright = decode_image(heic)
+    assert upright.shape == (128, 96, 3)
+    buf = io.BytesIO()
+    Image.fromarray(upright).save(buf, format="PNG")
+    same = client.post(url, files={"image": ("upright.png", buf.getvalue(), "image/png")})
+    assert same.json()["raw_text"] == answer["raw_text"]
+    multipart = client.post(url, files={"image": ("IMG_0001.HEIC", heic, "image/heic")})
+    assert multipart.json()["raw_text"] == answer["raw_text"]

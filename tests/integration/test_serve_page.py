@@ -86,14 +86,22 @@ def _photo(path: Path, size: tuple[int, int], gps: tuple[float, float] | None) -
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
-    """A small photo (fits the limit), a large one (does not) and a text file posing as one."""
+    """A small photo (fits the limit), a large one (does not), a text file posing as one, and
+    an iPhone-style HEIC (rotated, with GPS) that Chromium cannot decode: it goes as it is."""
+    from georay.synth.formats import encode_photo
+
     root = tmp_path_factory.mktemp("photos")
     fake = root / "holiday.jpg"
     fake.write_text("these are holiday notes, not a photo\n")
+    small = _photo(root / "small.jpg", (480, 360), LYON)
+    heic = root / "IMG_0001.HEIC"
+    with Image.open(small) as image:
+        heic.write_bytes(encode_photo(np.asarray(image), "HEIF", gps=LYON, orientation=6))
     return {
-        "small": _photo(root / "small.jpg", (480, 360), LYON),
+        "small": small,
         "large": _photo(root / "large.jpg", (1600, 1200), LYON),
         "fake": fake,
+        "heic": heic,
     }
 
 
@@ -303,3 +311,78 @@ def test_the_key_is_in_no_log(server, photos):
                 searched.append(data)
     # The search covered the Serve access log, which names every request.
     assert any(b"/v1/geolocate" in data for data in searched)
+
+
+# What a page must never show: JavaScript's own words for a failure.
+JS_ERROR_TEXT = ("TypeError", "Cannot read properties", "Failed to fetch", "is not a function",
+                 "is not defined", "of null", "undefined", "page error")  # fmt: skip
+
+
+def _no_js_error_text(page) -> None:
+    shown = page.text_content("#status") + page.text_content("#error")
+    assert not any(text in shown for text in JS_ERROR_TEXT), shown
+
+
+def _type_key(page) -> None:
+    """The key, typed before the settings came (its field is shown once they say auth is on)."""
+    page.evaluate("key => (document.getElementById('key').value = key)", KEY)
+
+
+def test_a_photo_chosen_before_the_settings_came_waits_for_them(browser, server, photos):
+    """The file is chosen at once after navigation, while GET /v1/config is held back: the
+    page says it is waiting, then locates the photo (a HEIC, sent as it is) once they come."""
+    url = server["url"]
+    page = browser.new_page()
+    held = []
+    page.route("**/v1/config", lambda route: held.append(route))  # answered below
+    page.goto(url + "/", wait_until="commit")
+    page.set_input_files("#file", str(photos["heic"]))
+    page.wait_for_function("document.body.dataset.state === 'busy'")
+    assert "Waiting for the server's settings" in page.text_content("#status")
+    assert held, "the page asked for its settings"
+    _type_key(page)
+    held[0].continue_()
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+    assert page.get_attribute("body", "data-state") == "done", page.text_content("#error")
+    answer = json.loads(page.text_content("#raw"))
+    assert answer["country"] == "France"
+    assert (answer["exif_lat"], answer["exif_lon"]) == pytest.approx(LYON, abs=1e-3)
+    _no_js_error_text(page)
+    page.close()
+
+
+def test_settings_that_fail_are_said_in_words_and_asked_for_again(browser, server, photos):
+    """GET /v1/config fails (no connection twice, then a 503): the page says the server could
+    not be reached and tries again; a photo chosen meanwhile is located once it answers."""
+    url = server["url"]
+    page = browser.new_page()
+    failures = []
+
+    def flaky(route):
+        if len(failures) < 2:
+            failures.append("abort")
+            route.abort("connectionrefused")
+        elif len(failures) < 3:
+            failures.append("503")
+            route.fulfill(status=503, json={"error": "replica starting"})
+        else:
+            route.continue_()
+
+    page.route("**/v1/config", flaky)
+    page.goto(url + "/")
+    page.wait_for_function("document.body.dataset.state === 'offline'")
+    assert "The server could not be reached" in page.text_content("#error")
+    assert "Trying again" in page.text_content("#error")
+    _no_js_error_text(page)
+    _type_key(page)
+    page.set_input_files("#file", str(photos["small"]))
+    assert page.get_attribute("body", "data-state") == "busy"
+    page.wait_for_function(
+        "['done', 'error'].includes(document.body.dataset.state)", timeout=60_000
+    )
+    assert page.get_attribute("body", "data-state") == "done", page.text_content("#error")
+    assert failures == ["abort", "abort", "503"]
+    assert json.loads(page.text_content("#raw"))["country"] == "France"
+    assert page.is_hidden("#error")
+    _no_js_error_text(page)
+    page.close()

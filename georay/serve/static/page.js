@@ -2,6 +2,8 @@
 // Plain script, no build step and no framework: a handful of elements and one fetch per photo.
 // Every URL is relative to the page, so it works under any route prefix, and nothing is
 // fetched from anywhere but this server. API data only ever goes into textContent.
+// What the user reads is always a sentence written for them (a Shown error, or the API's own
+// words): a JavaScript exception's text goes to the console, never onto the page.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -9,15 +11,47 @@ const SVG = "http://www.w3.org/2000/svg";
 const WORLD = [-1800, -900, 3600, 1800]; // the map's frame: tenths of a degree, y = -10 * lat
 const MIN_VIEW_WIDTH = 120; // the narrowest zoomed view, 12 degrees: a res-5 cell shows
 const MULTIPART_SLACK = 1024; // bytes of multipart framing around the photo, with room to spare
+const RETRY_SECONDS = [1, 2, 4, 8, 15]; // GET v1/config again after a failure, then every 15 s
 let config = null; // GET v1/config: auth, size limits, URL fetching
+let configured; // a promise of config: a photo chosen before it has come waits for it
 let view = WORLD; // the zoomed view of the last answer
+
+// An error whose message is written for the user (everything else is a bug: see userMessage).
+class Shown extends Error {}
+class Unreachable extends Shown {} // no answer at all: no connection, or the server is down
+
+function userMessage(err) {
+  if (err instanceof Shown) return err.message;
+  console.error(err);
+  return "Something went wrong in this page (details in the browser's console). " +
+    "Try again, or reload the page.";
+}
 
 // -- talking to the server --------------------------------------------------------------
 
+// fetch, with a failure to connect said in words (fetch's own TypeError text is not).
+async function request(url, options) {
+  try {
+    return await fetch(url, options);
+  } catch (err) {
+    console.error(err);
+    throw new Unreachable("The server could not be reached: check the connection and try again.");
+  }
+}
+
+async function readJSON(response) {
+  try {
+    return await response.json();
+  } catch (err) {
+    console.error(err);
+    throw new Shown(`The server's answer was not JSON (${response.status} ${response.statusText}).`);
+  }
+}
+
 async function getJSON(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(await errorText(response));
-  return response.json();
+  const response = await request(url);
+  if (!response.ok) throw new Shown(await errorText(response));
+  return readJSON(response);
 }
 
 // The API's own words for a failed request: {"error": ...} or the body as text.
@@ -34,31 +68,28 @@ async function geolocate(body, contentType) {
   const headers = contentType ? { "Content-Type": contentType } : {};
   const key = $("key").value.trim();
   if (key) headers["X-API-Key"] = key; // a header, never the URL: URLs end up in logs
-  let response;
-  try {
-    response = await fetch("v1/geolocate", { method: "POST", headers, body });
-  } catch (err) {
-    throw new Error(`cannot reach the server (${err.message})`);
-  }
+  const response = await request("v1/geolocate", { method: "POST", headers, body });
   if (!response.ok) {
     const hint = response.status === 401 ? " (see the API key field)" : "";
-    throw new Error((await errorText(response)) + hint);
+    throw new Shown((await errorText(response)) + hint);
   }
-  return response.json();
+  return readJSON(response);
 }
 
 // -- fitting a photo to the server's limits ---------------------------------------------
 
 // The photo itself when the server takes it as it is, else a downscaled JPEG that fits
-// max_request_bytes and max_image_pixels. Photos the browser cannot decode go as they are:
-// the server then says what is wrong with them.
+// max_request_bytes and max_image_pixels. Photos the browser cannot decode (HEIC and RAW in
+// most browsers) go as they are: the server reads them, or says what is wrong with them.
 async function fitToServer(file) {
   const room = config.max_request_bytes - MULTIPART_SLACK;
   let bitmap;
   try {
     bitmap = await createImageBitmap(file); // applies the EXIF orientation
   } catch {
-    return { blob: file, note: "" };
+    if (file.size <= room) return { blob: file, note: "" };
+    throw new Shown(`This photo (${mb(file.size)}) is over the server's ${mb(room)} limit, ` +
+      "and this browser cannot decode it to make it smaller.");
   }
   const { width, height } = bitmap;
   if (file.size <= room && width * height <= config.max_image_pixels) {
@@ -84,7 +115,7 @@ async function fitToServer(file) {
     scale *= 0.9 * Math.sqrt(room / blob.size);
   }
   bitmap.close();
-  throw new Error(`could not shrink the photo under the server's ${mb(room)} limit`);
+  throw new Shown(`Could not shrink the photo under the server's ${mb(room)} limit.`);
 }
 
 const mb = (bytes) => `${(bytes / 1048576).toFixed(1)} MB`;
@@ -237,7 +268,7 @@ async function run(task) {
     $("status").textContent = `${note ? note + " " : ""}Answered in ${seconds} s.`;
     document.body.dataset.state = "done";
   } catch (err) {
-    showError(err.message);
+    showError(userMessage(err));
   }
 }
 
@@ -246,6 +277,9 @@ function locateFile(file) {
   $("preview").src = URL.createObjectURL(file);
   $("preview").hidden = false;
   run(async () => {
+    if (!config) $("status").textContent = "Waiting for the server's settings…";
+    await configured;
+    $("status").textContent = "Locating…";
     const { blob, note } = await fitToServer(file);
     const form = new FormData();
     form.append("image", blob, file.name || "photo.jpg");
@@ -259,6 +293,7 @@ function locateUrl() {
   if (!url) return;
   $("preview").hidden = true;
   run(async () => {
+    await configured;
     await show(await geolocate(JSON.stringify({ image_url: url }), "application/json"));
   });
 }
@@ -287,24 +322,54 @@ function wire() {
   $("url-go").addEventListener("click", locateUrl);
   $("url").addEventListener("keydown", (e) => e.key === "Enter" && locateUrl());
   $("zoom").addEventListener("click", toggleZoom);
-  $("preview").addEventListener("error", () => ($("preview").hidden = true)); // not an image
+  // Not an image this browser shows (HEIC, RAW): no preview, the server still reads it.
+  $("preview").addEventListener("error", () => ($("preview").hidden = true));
+  // A photo chosen before this script ran fired its change event before anyone listened.
+  if ($("file").files.length) {
+    locateFile($("file").files[0]);
+    $("file").value = "";
+  }
 }
 
-async function start() {
-  window.addEventListener("error", (e) => showError(`page error: ${e.message}`));
-  window.addEventListener("unhandledrejection", (e) => showError(`page error: ${e.reason}`));
-  wire();
-  try {
-    const [cfg, outlines] = await Promise.all([getJSON("v1/config"), getJSON("static/world.json")]);
-    config = cfg;
-    $("model").textContent = cfg.model;
-    $("key-row").hidden = !cfg.auth;
-    $("url-row").hidden = !cfg.allow_url_fetch;
-    drawCountries(outlines);
-    document.body.dataset.state = "ready";
-  } catch (err) {
-    showError(`cannot load the page's settings: ${err.message}`);
+const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, 1000 * seconds));
+
+// The page's settings and map, asked for again (with a message) until the server answers.
+async function loadSettings() {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const [cfg, outlines] = await Promise.all([getJSON("v1/config"), getJSON("static/world.json")]);
+      $("model").textContent = cfg.model;
+      $("key-row").hidden = !cfg.auth;
+      $("url-row").hidden = !cfg.allow_url_fetch;
+      drawCountries(outlines);
+      return cfg;
+    } catch (err) {
+      const wait = RETRY_SECONDS[Math.min(attempt, RETRY_SECONDS.length - 1)];
+      // An HTTP error says what the server answered; anything else is not for the user.
+      const why = err instanceof Shown && !(err instanceof Unreachable) ? ` (${err.message})` : "";
+      $("error").textContent = `The server could not be reached${why}. Trying again in ${wait} s…`;
+      $("error").hidden = false;
+      if (document.body.dataset.state !== "busy") document.body.dataset.state = "offline";
+      userMessage(err); // a bug, if it is one, goes to the console
+      await sleep(wait);
+    }
   }
+}
+
+function start() {
+  const oops = (err) => showError(userMessage(err));
+  window.addEventListener("error", (e) => oops(e.error));
+  window.addEventListener("unhandledrejection", (e) => oops(e.reason));
+  configured = loadSettings().then((cfg) => {
+    config = cfg;
+    $("error").hidden = true; // the "could not be reached" message, if it was shown
+    if (document.body.dataset.state !== "busy") {
+      document.body.dataset.state = "ready";
+      $("status").textContent = "";
+    }
+    return cfg;
+  });
+  wire();
 }
 
 start();
