@@ -171,7 +171,7 @@ def test_cluster_refuses_clients_without_the_token(token_cluster, tmp_path):
 # ---------------------------------------------------------------- the README's jobs
 
 
-def _georay(*args: str) -> None:
+def georay_checked(*args: str) -> None:
     """`georay ARGS` from the venv (as the README runs it), outside any Ray cluster."""
     subprocess.run([str(VENV_BIN / "georay"), *args], check=True, capture_output=True, timeout=300)
 
@@ -180,7 +180,7 @@ def _georay(*args: str) -> None:
 def work(tmp_path_factory) -> Path:
     """`$W` of the README: a synthetic world and a tiny base model to predict with."""
     w = tmp_path_factory.mktemp("w")
-    _georay("synth", "--output", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
+    georay_checked("synth", "--output", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
            "--width", "320", "--height", "240")  # fmt: skip
     from georay.models.vlm import tiny_qwen2vl
 

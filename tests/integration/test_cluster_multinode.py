@@ -114,7 +114,7 @@ finally:
 """
 
 
-def _georay(*args: str, env=None) -> None:
+def georay_checked(*args: str, env=None) -> None:
     subprocess.run(
         [str(VENV_BIN / "georay"), *args], check=True, capture_output=True, timeout=300, env=env
     )
@@ -122,11 +122,13 @@ def _georay(*args: str, env=None) -> None:
 
 def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
     world = tmp_path / "world"
-    _georay("synth", "--output", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
+    georay_checked("synth", "--output", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
             "--width", "320", "--height", "240")  # fmt: skip
     _upload(world, s3_bucket, "world")
     # Stage-1 SFT data (driver-only, no Ray): what the train job reads.
-    _georay("knowledge", "--clues", str(world / "clues.jsonl"), "--output", str(tmp_path / "sft"))
+    georay_checked(
+        "knowledge", "--clues", str(world / "clues.jsonl"), "--output", str(tmp_path / "sft")
+    )
     b = f"s3://{s3_bucket}"
     manifest = f"{b}/world/manifest.parquet"
     spec = {

@@ -3,7 +3,7 @@
 The runs are found in the test sources, not in a list kept by hand: calls to
 ``support.georay_ok(WORDS...)`` (in-process ``georay``, status 0 asserted),
 ``support.georay_argv(WORDS...)`` (a ``georay`` subprocess whose status the test checks), the
-cluster tests' ``_georay(...)`` (``check=True``) and ``ray job submit``s of
+cluster tests' ``georay_checked(...)`` (``check=True``) and ``ray job submit``s of
 ``jobs/<stage>.py`` (``submit("jobs/curate.py", "fit", ...)`` or an argv list starting with the
 job's path). The command words must be literals, so a new command without a run fails here.
 The bad invocations are checked the same way in test_cli_errors.py.
@@ -18,7 +18,7 @@ from pathlib import Path
 from support import command_of, commands
 
 TESTS = Path(__file__).resolve().parents[1]
-RUNNERS = {"georay_ok", "georay_argv", "_georay", "submit"}
+RUNNERS = {"georay_ok", "georay_argv", "georay_checked", "submit"}
 JOB = re.compile(r"^jobs/(\w+)\.py$")
 
 

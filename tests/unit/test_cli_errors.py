@@ -61,6 +61,8 @@ BAD = [
      "missing required flag(s): --gallery"),
     (["serve", "--model", "m", "--batch-size", "0"], "batch_size must be >= 1"),
     (["serve", "--model", "m", "--engine", "tgi"], "engine must be one of"),
+    (["calibrate", "--input", "no/such.parquet", "--truth", "t.csv", "--output", "c.json"],
+     "--input: no such file or folder"),
     (["evaluate", "--predictions", "p.parquet", "--truth", "t.csv", "--output", "r"],
      "--predictions: no such file or folder"),
     (["demo", "--n", "10"], "n must be >= 50"),
