@@ -15,6 +15,7 @@ policy of every command:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from georay.command import Command, Group
-from georay.config import add_dataclass_args, check_inputs, from_args
+from georay.config import add_dataclass_args, flag, from_args, split_name
 from georay.errors import UserError
 
 # Stage CLI modules, in pipeline order (the order of `georay --help`).
@@ -93,6 +94,29 @@ def _fail(prog: str, err: BaseException, verbose: bool) -> int:
         traceback.print_exception(err)
     print(f"{prog}: error: {err}", file=sys.stderr)
     return 2
+
+
+def check_inputs(cfg: Any) -> None:
+    """Raise :class:`UserError` naming the flag of the first input path that does not exist.
+
+    Checks ``path="in"`` fields, and ``path="model"`` fields that are clearly paths (absolute
+    after resolution, or ``s3://``); a hub id cannot be checked without the hub.
+    """
+    from georay.data.storage import exists  # pyarrow: not for --help
+
+    for f in dataclasses.fields(cfg):
+        kind = f.metadata.get("path")
+        value = getattr(cfg, f.name)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if not isinstance(v, str) or not v:
+                continue
+            if f.metadata.get("named"):
+                v = split_name(v)[1]
+            is_path = kind == "in" or (kind == "model" and (v.startswith(("/", "s3://"))))
+            if is_path and not exists(v):
+                name = f.name if f.metadata.get("positional") else flag(f.name)
+                raise UserError(f"{name}: no such file or folder: {v}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,9 @@ and validated in ``__post_init__``. This module is the only place that turns suc
   (``--h3-resolution 3,5`` or ``--h3-resolution 3 5``);
 * flags default to "not given", so values layer as dataclass defaults < ``--preset`` < flags;
 * path fields given as local paths are made absolute where the command runs, before any Ray
-  worker (which runs in another working directory) sees them, and :func:`check_inputs` checks
-  that inputs exist there, so a typo fails in a second rather than minutes later in a worker.
+  worker (which runs in another working directory) sees them, and
+  :func:`georay.cli.check_inputs` checks that inputs exist there, so a typo fails in a second
+  rather than minutes later in a worker.
 
 Config modules import nothing heavy (no Ray, no torch): ``georay <command> --help`` builds its
 parser from them alone.
@@ -194,40 +195,6 @@ class Batched(Config):
 def flag(name: str) -> str:
     """The command-line flag of a config field name: ``h3_resolution`` -> ``--h3-resolution``."""
     return "--" + name.replace("_", "-")
-
-
-def _exists(uri: str) -> bool:
-    """True if a local path or S3 object/prefix exists; UserError if S3 cannot be reached."""
-    from pyarrow.fs import FileType
-
-    from georay.data.storage import filesystem_for
-
-    fs, path = filesystem_for(uri)
-    try:
-        return fs.get_file_info(path).type != FileType.NotFound
-    except OSError as err:
-        raise UserError(f"cannot reach {uri}: {err}") from None
-
-
-def check_inputs(cfg: Any) -> None:
-    """Raise :class:`UserError` naming the flag of the first input path that does not exist.
-
-    Checks ``path="in"`` fields, and ``path="model"`` fields that are clearly paths (absolute
-    after resolution, or ``s3://``); a hub id cannot be checked without the hub.
-    """
-    for f in dataclasses.fields(cfg):
-        kind = f.metadata.get("path")
-        value = getattr(cfg, f.name)
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if not isinstance(v, str) or not v:
-                continue
-            if f.metadata.get("named"):
-                v = split_name(v)[1]
-            is_path = kind == "in" or (kind == "model" and (v.startswith(("/", "s3://"))))
-            if is_path and not _exists(v):
-                name = f.name if f.metadata.get("positional") else flag(f.name)
-                raise UserError(f"{name}: no such file or folder: {v}")
 
 
 def _base_type(tp: Any) -> Any:

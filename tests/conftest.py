@@ -59,11 +59,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-# S3 in tests is a moto server on loopback. Its address and fake credentials go into the
-# environment at import time, before any Ray instance starts, so Ray workers inherit them through
-# the standard AWS chain (boto3 and pyarrow both read AWS_ENDPOINT_URL). It also guarantees that
-# nothing in the suite can reach a real S3 endpoint.
+# S3 in tests is a moto server on loopback, behind a fault proxy (benchmarks/faultproxy.py) that
+# passes everything through unless a test asks for latency, 503s, resets or an outage
+# (``s3_faults``). The proxy's address and fake credentials go into the environment at import
+# time, before any Ray instance starts, so Ray workers inherit them through the standard AWS
+# chain (boto3 and pyarrow both read AWS_ENDPOINT_URL). It also guarantees that nothing in the
+# suite can reach a real S3 endpoint.
 S3_PORT = _free_port()
+MOTO_PORT = _free_port()
 os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{S3_PORT}"
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
@@ -72,23 +75,26 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A real S3 endpoint (``moto_server``) on loopback; yields its URL (``AWS_ENDPOINT_URL``)."""
+def _s3_servers():
+    """moto_server on loopback and the fault proxy in front of it; yields the proxy."""
     import shutil
     import subprocess
     import sys
     import time
     import urllib.request
 
+    from benchmarks.faultproxy import FaultProxy
+
     # The venv's moto_server first: `python -m pytest` does not put the venv on PATH, and an
     # older system moto (5.2.1) fails pyarrow's multipart upload (DESIGN, toolchain facts).
     venv_exe = Path(sys.executable).parent / "moto_server"
     exe = str(venv_exe) if venv_exe.exists() else shutil.which("moto_server")
     proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(S3_PORT)],
+        [exe, "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    proxy = FaultProxy(f"http://127.0.0.1:{MOTO_PORT}", port=S3_PORT).start()
     url = os.environ["AWS_ENDPOINT_URL"]
     deadline = time.monotonic() + 30
     while True:
@@ -98,11 +104,29 @@ def s3_endpoint():
         except Exception:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
+                proxy.stop()
                 raise RuntimeError("moto_server did not start") from None
             time.sleep(0.2)
-    yield url
+    yield proxy
+    proxy.stop()
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(_s3_servers):
+    """A real S3 endpoint (``moto_server`` behind the fault proxy) on loopback; yields its URL
+    (``AWS_ENDPOINT_URL``)."""
+    return _s3_servers.url
+
+
+@pytest.fixture
+def s3_faults(_s3_servers):
+    """The S3 endpoint's :class:`benchmarks.faultproxy.FaultProxy`: set ``delay_s``,
+    ``fail_rate``, ``reset_rate`` or call ``outage`` / ``outage_after``; reset after the test."""
+    _s3_servers.reset_faults()
+    yield _s3_servers
+    _s3_servers.reset_faults()
 
 
 @pytest.fixture

@@ -26,11 +26,12 @@ import pyarrow.compute as pc
 from georay import pipeline as pl
 from georay.baseline.config import KnnConfig
 from georay.baseline.index import Gallery, build_faiss, describe, locate, normalized
-from georay.baseline.rows import predictions_table, run_predictions_job, set_threads
+from georay.baseline.threads import set_threads
 from georay.curate.embedder import Embedder, EncoderSpec
 from georay.data.storage import join_uri, read_bytes
 from georay.errors import UserError
-from georay.protocol.predictions import Resolved, answer_row
+from georay.predict.rows import predictions_table, rows_of, run_predictions_job
+from georay.protocol.predictions import Resolved, add_cells, answer_row
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,9 @@ class KnnActor(Embedder):
         if len(rows):
             ids = np.asarray(batch["image_id"], dtype=object)[rows]
             found = self.answers(ids, np.asarray(batch["embedding"])[rows])
-            answers = dict(zip(rows.tolist(), found, strict=True))
-        return predictions_table(batch, answers, self.model, self.cfg.h3_resolution)
+            answers = dict(zip(rows.tolist(), add_cells(found, self.cfg.h3_resolution),
+                               strict=True))  # fmt: skip
+        return predictions_table(rows_of(batch), answers, self.model)
 
 
 def knn_model_id(spec: EncoderSpec, cfg: KnnConfig) -> str:

@@ -19,9 +19,10 @@ import numpy as np
 
 from georay import pipeline as pl
 from georay.baseline.config import ZeroShotConfig
-from georay.baseline.rows import predictions_table, run_predictions_job, set_threads
+from georay.baseline.threads import set_threads
 from georay.errors import UserError
-from georay.protocol.predictions import Resolved, answer_row
+from georay.predict.rows import predictions_table, rows_of, run_predictions_job
+from georay.protocol.predictions import Resolved, add_cells, answer_row
 
 LOGIT_SCALE = 100.0  # CLIP's learned temperature at the end of training, for probabilities
 TEXT_BATCH = 256
@@ -100,8 +101,9 @@ class ZeroShotActor:
         answers = {}
         if len(rows):
             emb = self.clip.encode_images(np.stack(pl.images_of(batch, rows)))
-            answers = {int(i): self.answer(e) for i, e in zip(rows, emb, strict=True)}
-        return predictions_table(batch, answers, self.clip.id, self.cfg.h3_resolution)
+            found = add_cells([self.answer(e) for e in emb], self.cfg.h3_resolution)
+            answers = dict(zip(rows.tolist(), found, strict=True))
+        return predictions_table(rows_of(batch), answers, self.clip.id)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -174,7 +174,7 @@ def embed_dataset(
     options = pl.actor_pool_options(pool)
     in_actor = decode == "actor"
     load = {"side": side, "sha256": sha256, "max_image_pixels": pool.max_image_pixels,
-            "max_file_bytes": pool.max_file_bytes}  # fmt: skip
+            "max_file_bytes": pool.max_file_bytes, "fetch": pool.fetch_policy()}  # fmt: skip
     if not in_actor:
         ds = pl.load_stage(ds, pool, side=side, sha256=sha256)
     return ds.map_batches(

@@ -6,6 +6,10 @@ stores (MinIO, Ceph, moto in tests). The endpoint is passed explicitly as ``endp
 and ``scheme``: pyarrow 26's S3FileSystem ignores ``AWS_ENDPOINT_URL`` (checked against a moto
 server: it tries the default AWS host instead), while boto3 honours it. Everything else is a
 local path (``file://`` accepted).
+
+Bulk jobs read their images through :mod:`georay.data.fetch` instead, many at once with
+retries; it reaches S3 with boto3 (one GET per object, where a pyarrow input stream costs a HEAD
+and a GET), configured from :func:`s3_endpoint_region` so both clients reach the same store.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from functools import cache
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+from georay.errors import UserError
 
 
 def is_s3(uri: str) -> bool:
@@ -35,11 +41,16 @@ def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
-def s3_filesystem() -> pafs.S3FileSystem:
-    """The S3 filesystem for the current environment (cached per endpoint and region)."""
+def s3_endpoint_region() -> tuple[str | None, str | None]:
+    """The S3 endpoint URL and region the environment names (None where it names none)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return _s3(endpoint or None, region or None)
+    return endpoint or None, region or None
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """The S3 filesystem for the current environment (cached per endpoint and region)."""
+    return _s3(*s3_endpoint_region())
 
 
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -61,6 +72,21 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def exists(uri: str) -> bool:
+    """True if a local path or S3 object/prefix exists.
+
+    Raises
+    ------
+    georay.errors.UserError
+        S3 cannot be reached (no endpoint, no credentials): said in one line.
+    """
+    fs, path = filesystem_for(uri)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as err:
+        raise UserError(f"cannot reach {uri}: {err}") from None
 
 
 def read_bytes(uri: str) -> bytes:

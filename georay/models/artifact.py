@@ -105,17 +105,18 @@ def trained_questions(local_dir: str | Path) -> list[str]:
     return list(stages[-1].get("questions", []))
 
 
-def start_point(source: str, local_dir: str | Path) -> tuple[str, list[tuple[str, str]], list]:
-    """What a new stage builds on: (base model source, [(name, local adapter dir)], stages).
+def start_point(local_dir: str | Path) -> tuple[str, bool, list[tuple[str, str]], list]:
+    """What a new stage builds on: (base model source, base inside the artifact?,
+    [(name, local adapter dir)], stages).
 
-    For a plain model source that is ``(source, [], [])``; for an artifact (``local_dir`` is its
-    local copy), its base made absolute and its adapters, so the new artifact can copy them.
+    ``local_dir`` is a local artifact folder. A base that lives inside it (``./base`` of a tiny
+    run, ``./model`` of a full fine-tune) comes back as its absolute local folder with the flag
+    set, so the new artifact can copy it and stand alone; the adapters likewise.
     """
-    if not is_artifact(local_dir):
-        return str(source), [], []
     spec = read_artifact(local_dir)
-    adapters = [(a["name"], resolve(str(local_dir), a["path"])) for a in spec.get("adapters", [])]
-    return resolve(str(source), spec["base_model"]), adapters, list(spec.get("stages", []))
+    base, local = spec["base_model"], str(local_dir)
+    adapters = [(a["name"], resolve(local, a["path"])) for a in spec.get("adapters", [])]
+    return resolve(local, base), base.startswith("./"), adapters, list(spec.get("stages", []))
 
 
 def write_artifact(

@@ -18,7 +18,7 @@ parts, progress, ``summary.json``)::
 
 Every job takes the same flags (:class:`BulkSettings`: ``--input``, ``--output``,
 ``--num-actors``, ``--cpus-per-actor``, ``--gpus-per-actor``, ``--decode-cpus``,
-``--batch-size``, ``--max-image-pixels``, ...).
+``--batch-size``, ``--max-image-pixels``, ``--fetch-concurrency``, ``--retry-errors``, ...).
 
 Row layout (``batch_format="numpy"`` dicts between stages):
 
@@ -27,7 +27,8 @@ Row layout (``batch_format="numpy"`` dicts between stages):
     gives its relative path without extension as the id; WebDataset gives ``<tar>#<key>``.
 ``status``, ``error``
     ``"ok"`` / null until a stage fails the row: then ``"error"`` and a short reason
-    (``missing file: ...``, ``empty file (0 bytes)``, ``not an image ...``, ``too many
+    (``missing file: ...``, ``read failed, transient: ...`` / ``read failed, permanent:
+    ...`` (:mod:`georay.data.fetch`), ``empty file (0 bytes)``, ``not an image ...``, ``too many
     pixels ...``, ``truncated or corrupt image data ...``). Later stages skip error rows and
     must keep them, so rows in = ok + error.
 ``pixels``, ``height``, ``width``

@@ -24,9 +24,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from georay.data.fetch import is_read_failure
 from georay.data.storage import join_uri, read_bytes, write_bytes
 from georay.errors import UserError
-from georay.pipeline import inputs
+from georay.pipeline import inputs, tally
 from georay.pipeline.output import PartWriter, conform, status_counts, stream_to_parts
 from georay.pipeline.settings import BulkSettings, PoolSettings
 from georay.pipeline.stages import load_images
@@ -92,6 +93,7 @@ def load_stage(ds, settings: PoolSettings, **kwargs):
         fn_kwargs={
             "max_image_pixels": settings.max_image_pixels,
             "max_file_bytes": settings.max_file_bytes,
+            "fetch": settings.fetch_policy(),
             **kwargs,
         },
     )
@@ -147,6 +149,17 @@ def check_job(output: str, record: dict[str, Any], has_parts: bool) -> None:
                 f"{output} was written with {key}={old.get(key)!r}, not {record.get(key)!r}: "
                 "rerun with the same settings to resume, or use a new --output"
             )
+
+
+def read_failure_ids(writer: PartWriter) -> pa.Array:
+    """Ids of committed error rows whose reason is a read failure (what ``--retry-errors``
+    reads again); decode and size errors are properties of the bytes and stay."""
+    table = writer.read([writer.id_column, "status", "error"])
+    if not table.num_rows:
+        return pa.array([], pa.string())
+    keep = [s == "error" and is_read_failure(e)
+            for s, e in zip(table["status"].to_pylist(), table["error"].to_pylist(), strict=True)]  # fmt: skip
+    return table.filter(pa.array(keep, pa.bool_()))[writer.id_column].combine_chunks()
 
 
 def _read(job: BulkJob, done: pa.Array) -> tuple[Any, pa.Schema, int | None, dict]:
@@ -210,7 +223,11 @@ def run_bulk_job(job: BulkJob) -> dict:
     init_ray(s.address)
     start = time.perf_counter()
     writer = PartWriter(s.output, tables=job.tables)  # reads only, until open()
-    ds, input_schema, rows_in, layout = _read(job, writer.done_ids())
+    done = writer.done_ids()
+    retry = read_failure_ids(writer) if s.retry_errors else pa.array([], pa.string())
+    if len(retry):  # read again: not done, and their rows are dropped once the guard passed
+        done = done.filter(pc.invert(pc.is_in(done, value_set=retry)))
+    ds, input_schema, rows_in, layout = _read(job, done)
     schemas = job.outputs(input_schema)
     commit = job.tables[0]
     job.record = {
@@ -221,6 +238,8 @@ def run_bulk_job(job: BulkJob) -> dict:
     }
     check_job(s.output, job.record, has_parts=bool(writer.files()))
     writer.open()
+    retried = writer.drop_rows(retry) if len(retry) else 0
+    counter = tally.start()
     log.info("%s: %s -> %s; %d rows already done", job.name, s.input, s.output,
              len(writer.done_ids()))  # fmt: skip
 
@@ -248,6 +267,8 @@ def run_bulk_job(job: BulkJob) -> dict:
         **{k: counts[k] for k in ("ok", "error", "error_reasons")},
         **(job.summarize(writer) if job.summarize else {}),
         "rows_this_run": written,
+        "retried_errors": retried,
+        "fetch": tally.take(counter),
         "elapsed_s": round(elapsed, 3),
         "rows_per_s": round(written / elapsed, 3) if elapsed > 0 else None,
         "stages": stage_times(results) if written else {},

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -126,6 +127,37 @@ class PartWriter:
         for t in (*self.tables[1:], self.tables[0]):
             self._write(parts[t], posixpath.join(self.root, t, name))
         return name
+
+    def drop_rows(self, ids: pa.Array) -> int:
+        """Rewrite the committed parts that hold any of ``ids`` without those rows.
+
+        What ``--retry-errors`` does before reading those rows again. Each part file is
+        replaced whole (a local rename, an S3 object overwritten on upload), the other tables'
+        first and the commit table's last, so at any moment a row is in its committed part or
+        in none (and then not done: the next run reads it again), never twice.
+
+        Returns
+        -------
+        int
+            Rows dropped from the commit table.
+        """
+        dropped = 0
+        for path in self.files():
+            found = pq.read_table(path, columns=[self.id_column], filesystem=self.fs)
+            hits = pc.sum(pc.is_in(found[self.id_column], value_set=ids)).as_py() or 0
+            if not hits:
+                continue
+            name = posixpath.basename(path)
+            for t in (*self.tables[1:], self.tables[0]):
+                part = posixpath.join(self.root, t, name)
+                if self.fs.get_file_info(part).type != pafs.FileType.File:
+                    continue
+                table = pq.read_table(part, filesystem=self.fs)
+                if self.id_column in table.column_names:
+                    keep = pc.invert(pc.is_in(table[self.id_column], value_set=ids))
+                    self._write(table.filter(keep), part)
+            dropped += hits
+        return dropped
 
     def uri(self, table: str) -> str:
         """URI of a table's folder (for readers outside this class)."""

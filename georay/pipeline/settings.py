@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from georay.config import Batched, Config, RayConfig, option
+from georay.data.fetch import FetchPolicy
 from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS
 
 
@@ -30,6 +31,20 @@ class PoolSettings(RayConfig, Batched):
     max_image_pixels: int = option(
         DEFAULT_MAX_IMAGE_PIXELS, help="images with more pixels become error rows"
     )
+    # Object stores answer in 20-50 ms: 32 reads in flight keep a task's block of 64 moving.
+    fetch_concurrency: int = option(32, help="image reads in flight per read task")
+    fetch_attempts: int = option(
+        4, help="tries per image on a transient read error (5xx, throttling, reset, timeout)"
+    )
+    fetch_backoff_s: float = option(0.2, help="wait before the first retry, doubled per retry")
+    fetch_timeout_s: float = option(30.0, help="deadline of one image read (S3 or http(s))")
+    url_host_concurrency: int = option(8, help="http(s) reads in flight to one host per task")
+    url_allow_networks: list[str] = option(
+        factory=list,
+        help="CIDR networks that http(s) image URLs may reach besides public addresses "
+        "(e.g. 10.0.0.0/8 for an internal mirror); loopback and private addresses are refused "
+        "otherwise",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -45,6 +60,27 @@ class PoolSettings(RayConfig, Batched):
             raise ValueError(f"decode_cpus must be > 0, got {self.decode_cpus}")
         if self.max_file_bytes < 1 or self.max_image_pixels < 1:
             raise ValueError("max_file_bytes and max_image_pixels must be >= 1")
+        for name in ("fetch_concurrency", "fetch_attempts", "url_host_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.fetch_timeout_s <= 0 or self.fetch_backoff_s < 0:
+            raise ValueError("fetch_timeout_s must be > 0 and fetch_backoff_s >= 0")
+        try:
+            self.fetch_policy()
+        except ValueError as err:
+            raise ValueError(f"url_allow_networks: {err}") from None
+
+    def fetch_policy(self) -> FetchPolicy:
+        """How the load stage reads images (:class:`georay.data.fetch.FetchPolicy`)."""
+        return FetchPolicy(
+            concurrency=self.fetch_concurrency,
+            attempts=self.fetch_attempts,
+            backoff_s=self.fetch_backoff_s,
+            timeout_s=self.fetch_timeout_s,
+            max_bytes=self.max_file_bytes,
+            host_concurrency=self.url_host_concurrency,
+            allow_networks=tuple(self.url_allow_networks),
+        )
 
 
 @dataclass(kw_only=True)
@@ -73,6 +109,11 @@ class BulkSettings(PoolSettings):
     )
     block_rows: int = option(64, help="input rows per Ray Data block (the unit of scheduling)")
     rows_per_part: int = option(1024, help="rows per committed output part")
+    retry_errors: bool = option(
+        False,
+        help="on a rerun, read again the rows whose committed error was a read failure "
+        "(missing file, read failed) and replace their rows",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

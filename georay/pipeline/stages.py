@@ -13,18 +13,20 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from georay.data.exif import gps_from_bytes
+from georay.data.fetch import FetchPolicy, fetch_all
 from georay.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageDecodeError,
     decode_fit,
     decode_square,
 )
-from georay.data.storage import read_bytes
+from georay.pipeline import tally
 
 OK, ERROR = "ok", "error"
 
@@ -55,23 +57,28 @@ def clean_status(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return batch
 
 
-def _fetch(batch: dict[str, np.ndarray], max_file_bytes: int) -> np.ndarray:
-    """The encoded bytes of every ok row (read from ``uri`` unless the row carries them)."""
+def _fetch(
+    batch: dict[str, np.ndarray], max_file_bytes: int, policy: FetchPolicy | None = None
+) -> np.ndarray:
+    """The encoded bytes of every ok row (read from ``uri`` unless the row carries them).
+
+    The reads of a batch run concurrently with retries (:func:`georay.data.fetch.fetch_all`);
+    their counts go to the job's tally (``summary.json`` ``fetch``).
+    """
     n = len(batch["image_id"])
     data = np.empty(n, dtype=object)
     if "bytes" in batch:
         data[:] = list(batch["bytes"])
+    policy = replace(policy or FetchPolicy(), max_bytes=max_file_bytes)
     ok = ok_mask(batch)
-    for i in range(n):
-        if not ok[i] or data[i] is not None:
-            continue
-        uri = str(batch["uri"][i])
-        try:
-            data[i] = read_bytes(uri)
-        except FileNotFoundError:
-            set_error(batch, i, f"missing file: {uri}")
-        except Exception as err:  # S3 and OS errors come in many types
-            set_error(batch, i, f"read failed: {type(err).__name__}: {err}")
+    todo = [i for i in range(n) if ok[i] and data[i] is None]
+    results, counts = fetch_all([str(batch["uri"][i]) for i in todo], policy)
+    for i, result in zip(todo, results, strict=True):
+        if result.error is not None:
+            set_error(batch, i, result.error)
+        data[i] = result.data
+    if todo:
+        tally.add(counts)
     for i in range(n):
         if data[i] is not None and len(data[i]) > max_file_bytes and batch["status"][i] == OK:
             set_error(batch, i, f"file too large: {len(data[i])} bytes > {max_file_bytes}")
@@ -95,6 +102,7 @@ def load_images(
     sha256: bool = False,
     exif_gps: bool = False,
     skip_exif_gps: bool = False,
+    fetch: FetchPolicy | None = None,
 ) -> dict[str, np.ndarray]:
     """Fetch, optionally hash and read EXIF GPS, and decode every ok row of ``batch``.
 
@@ -112,6 +120,9 @@ def load_images(
         Add ``exif_lat`` / ``exif_lon`` (NaN without GPS).
     skip_exif_gps
         Rows whose EXIF has GPS get ``skip=True`` and are not decoded (their place is known).
+    fetch
+        How to read ``uri`` (concurrency, retries, URL rules; :class:`FetchPolicy`); its size
+        cap is ``max_file_bytes``.
 
     Returns
     -------
@@ -120,7 +131,7 @@ def load_images(
         rows), ``height``, ``width`` and the optional columns above.
     """
     n = len(batch["image_id"])
-    data = _fetch(batch, max_file_bytes)
+    data = _fetch(batch, max_file_bytes, fetch)
     pixels = np.empty(n, dtype=object)
     height, width = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int32)
     lat, lon = np.full(n, np.nan), np.full(n, np.nan)

@@ -24,10 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from georay import pipeline as pl
-from georay.predict.bulk import finish_row
 from georay.predict.config import PredictConfig
+from georay.predict.rows import predictions_table
 from georay.predict.vllm_engine import CPU_ENV, VllmModel, engine_kwargs, has_gpu
-from georay.protocol.predictions import PREDICTIONS_SCHEMA
 
 _BLANK = np.zeros((28, 28, 3), dtype=np.uint8)  # the smallest image a Qwen2-VL processor takes
 _KEEP = ("image_id", "uri", "status", "error", "skip", "exif_lat", "exif_lon")
@@ -82,9 +81,7 @@ def place(batch, *, model_id: str, h3_resolution: int) -> pa.Table:
         else:
             texts[i] = str(row["generated_text"] or "")
     placed = rows_from_texts(list(texts.values()), h3_resolution=h3_resolution, model_id=model_id)
-    answers = dict(zip(texts, placed, strict=True))
-    out = [finish_row(row, answers.get(i), model_id) for i, row in enumerate(rows)]
-    return pa.Table.from_pylist(out, schema=PREDICTIONS_SCHEMA)
+    return predictions_table(rows, dict(zip(texts, placed, strict=True)), model_id)
 
 
 def vllm_stages(ds, cfg: PredictConfig, model: VllmModel):

@@ -230,8 +230,17 @@ def lora_request(model: VllmModel) -> Any:
     return LoRARequest("georay", 1, model.adapter)
 
 
+def engine_error(err: BaseException) -> str:
+    """vLLM wraps an input error in an EngineGenerateError with no message: name the cause."""
+    cause = err.__cause__ or err
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
 class AsyncVllm:
     """vLLM's async engine in this process: many callers, one continuously batched engine.
+
+    What a Serve replica holds with ``--engine vllm`` (:class:`georay.predict.engine.Online`):
+    it answers georay's question about an image, and a caller's own chat.
 
     Parameters
     ----------
@@ -239,18 +248,23 @@ class AsyncVllm:
         The model settings (``engine == "vllm"``).
     """
 
+    conversations = True
+
     def __init__(self, settings: ModelSettings):
         self.gpu = has_gpu()
         if not self.gpu:
             use_cpu_env()
+        from transformers import AutoProcessor
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.settings = settings
         self.model = resolve_model(settings)
+        self.max_pixels = self.model.max_pixels
         args = AsyncEngineArgs(**engine_kwargs(settings, self.model, gpu=self.gpu))
         self.engine = AsyncLLM.from_engine_args(args)
         self.lora = lora_request(self.model)
+        self.processor = AutoProcessor.from_pretrained(self.model.path)  # renders callers' chats
         self._ids = 0
 
     async def stream(self, prompt: str, images: list, max_tokens: int | None = None):
@@ -288,5 +302,29 @@ class AsyncVllm:
         parts = [text async for text, _ in self.stream(self.model.prompt, [image])]
         return "".join(parts)
 
-    def shutdown(self) -> None:
+    async def answer(self, image: Any) -> dict:
+        """The answer fields of one decoded image.
+
+        Raises
+        ------
+        georay.errors.UserError
+            The engine refused the input (:func:`engine_error` says why).
+        """
+        from georay.errors import UserError
+        from georay.predict.place import rows_from_texts
+
+        try:
+            text = await self.generate(image)
+        except Exception as err:
+            raise UserError(engine_error(err)) from None
+        return rows_from_texts([text], h3_resolution=self.settings.h3_resolution,
+                               model_id=self.settings.model)[0]  # fmt: skip
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """The chat-template text of rendered messages, ending with the assistant cue."""
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def close(self) -> None:
         self.engine.shutdown()

@@ -5,7 +5,7 @@ Endpoints (see :func:`build_app` for the settings):
 ``POST /v1/geolocate``
     The image as a multipart upload (field ``image`` or ``file``), a raw ``image/*`` body, or
     JSON ``{"image_base64": "..."}`` / ``{"image_url": "https://..."}`` (URL fetching is off
-    unless ``allow_url_fetch``; :mod:`georay.serve.fetch` has the rules). Answers the DESIGN
+    unless ``allow_url_fetch``; :mod:`georay.data.urls` has the rules). Answers the DESIGN
     "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model,
     and the photo's own EXIF GPS as ``exif_lat``/``exif_lon`` (null when it has none).
 ``POST /v1/chat/completions``
@@ -24,12 +24,12 @@ Endpoints (see :func:`build_app` for the settings):
     predicted cell from ``GET /v1/h3/{cell}``. None of these need the API key: they hold no
     secrets and run no model.
 
-With ``--engine hf`` requests are batched across callers with ``@serve.batch``
-(``max_ongoing_requests`` is kept >= ``batch_size``, else batches could never fill) and the
-model runs in a worker thread so the replica keeps accepting and decoding requests meanwhile;
-with ``--engine vllm`` the replica holds vLLM's async engine, which batches continuously across
-callers by itself. ``max_queued_requests`` makes the
-proxy answer 503 instead of queueing without bound. Bodies over ``max_request_bytes`` get 413
+The replica holds its engine's online model (:mod:`georay.predict.engine`). With ``--engine hf``
+requests are batched across callers with ``@serve.batch`` (``max_ongoing_requests`` is kept >=
+``batch_size``, else batches could never fill) and the model runs in a worker thread so the
+replica keeps accepting and decoding requests meanwhile; with ``--engine vllm`` the replica holds
+vLLM's async engine, which batches continuously across callers by itself.
+``max_queued_requests`` makes the proxy answer 503 instead of queueing without bound. Bodies over ``max_request_bytes`` get 413
 before they are read in full. An API key (off by default) is compared in constant time.
 """
 
@@ -56,15 +56,16 @@ from ray import serve
 
 from georay.data.exif import gps_from_bytes
 from georay.data.images import ImageDecodeError, decode_fit
+from georay.data.urls import FetchError, fetch_url
+from georay.errors import UserError
 from georay.geo.cells import cell_boundary
 from georay.predict.config import ModelSettings
+from georay.predict.engine import ENGINES
 from georay.predict.place import rows_from_texts
-from georay.predict.predictor import Predictor
-from georay.predict.vllm_engine import AsyncVllm
+from georay.predict.vllm_engine import engine_error
 from georay.protocol.predictions import ANSWER_FIELDS
 from georay.runtime import init_ray
 from georay.serve.config import ServeConfig
-from georay.serve.fetch import FetchError, fetch_url
 from georay.serve.page import asset
 
 log = logging.getLogger(__name__)
@@ -145,18 +146,6 @@ def _asset_response(name: str, request: Request) -> Response:
     return Response(body, media_type=found.media_type, headers=headers)
 
 
-def _processor(path: str):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(path)
-
-
-def _engine_error(err: BaseException) -> str:
-    """vLLM wraps an input error in an EngineGenerateError with no message: name the cause."""
-    cause = err.__cause__ or err
-    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-
-
 def _completion(model: str, text: str, finish: str, row: dict) -> dict:
     """An OpenAI chat completion, with georay's parsed prediction under ``georay``."""
     return {
@@ -192,7 +181,7 @@ async def _sse(model: str, stream):
             if finish:
                 yield chunk({}, finish)
     except Exception as err:  # headers are sent: say it in the stream, as OpenAI does
-        yield f"data: {json.dumps({'error': {'message': _engine_error(err)}})}\n\n"
+        yield f"data: {json.dumps({'error': {'message': engine_error(err)}})}\n\n"
     yield "data: [DONE]\n\n"
 
 
@@ -206,22 +195,15 @@ class GeoModel:
         self.cfg = ServeConfig(**settings)
         self.model_id = self.cfg.model
         self.api_key_sha256 = api_key_sha256 or _env_key_digest(self.cfg.api_key_env)
-        self.predictor = self.vllm = None
-        if self.cfg.engine == "vllm":
-            # vLLM batches continuously across callers by itself: no @serve.batch.
-            self.vllm = AsyncVllm(ModelSettings.of(settings))
-            self.max_pixels = self.vllm.model.max_pixels
-            self.processor = _processor(self.vllm.model.path)
-            return
-        # One Serve batch is one generate() call.
-        self.predictor = Predictor(ModelSettings.of(settings))
-        self.max_pixels = self.predictor.max_pixels
-        self._predict_batch.set_max_batch_size(self.cfg.batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        self.engine = ENGINES[self.cfg.engine].online(
+            ModelSettings.of(settings),
+            max_batch_size=self.cfg.batch_size,
+            batch_wait_timeout_s=self.cfg.batch_wait_timeout_s,
+        )
 
     def __del__(self):
-        if getattr(self, "vllm", None) is not None:
-            self.vllm.shutdown()  # its engine-core process and memory go with the replica
+        if getattr(self, "engine", None) is not None:
+            self.engine.close()  # vLLM's engine-core process and memory go with the replica
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -269,8 +251,8 @@ class GeoModel:
     async def chat_completions(self, request: Request):
         self._authorize(request)
         payload = await self._json(request)
-        if self.vllm is not None:
-            return await self._chat_vllm(payload)
+        if self.engine.conversations:
+            return await self._chat(payload)
         if payload.get("stream"):
             raise HTTPError(400, "streaming needs the vllm engine; send stream=false")
         data = await self._chat_image(payload)
@@ -279,15 +261,13 @@ class GeoModel:
 
     # -- the model call -------------------------------------------------------------------
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _predict_batch(self, images: list) -> list[dict]:
-        # In a thread: the event loop keeps accepting and decoding requests meanwhile.
-        return await asyncio.to_thread(self.predictor.predict, images)
-
     async def _decode(self, data: bytes):
         try:
             return await asyncio.to_thread(
-                decode_fit, data, self.max_pixels, max_image_pixels=self.cfg.max_image_pixels
+                decode_fit,
+                data,
+                self.engine.max_pixels,
+                max_image_pixels=self.cfg.max_image_pixels,
             )
         except ImageDecodeError as err:
             status = 413 if err.reason.startswith("too many pixels") else 400
@@ -299,25 +279,22 @@ class GeoModel:
 
     async def _predict_one(self, data: bytes) -> dict:
         image = await self._decode(data)
-        if self.vllm is not None:
-            try:
-                row = self._place(await self.vllm.generate(image))
-            except Exception as err:  # the engine refused this input: say why, keep serving
-                raise HTTPError(400, f"the model could not answer: {_engine_error(err)}") from None
-        else:
-            row = await self._predict_batch(image)
+        try:
+            row = await self.engine.answer(image)
+        except UserError as err:  # the engine refused this input: say why, keep serving
+            raise HTTPError(400, f"the model could not answer: {err}") from None
         if row["status"] != "ok":
             raise HTTPError(500, f"prediction failed: {row['error']}")
         return row
 
-    async def _chat_vllm(self, payload: dict):
-        """The caller's own conversation (text and image parts), answered by vLLM."""
+    async def _chat(self, payload: dict):
+        """The caller's own conversation (text and image parts), for an engine that takes one."""
         prompt, images = await self._render_chat(payload)
         max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise HTTPError(422, "max_tokens must be a positive integer")
         max_tokens = min(max_tokens or self.cfg.max_new_tokens, self.cfg.max_new_tokens)
-        stream = self.vllm.stream(prompt, images, max_tokens)
+        stream = self.engine.stream(prompt, images, max_tokens)
         if payload.get("stream"):
             return StreamingResponse(_sse(self.model_id, stream), media_type="text/event-stream")
         parts, finish = [], "stop"
@@ -326,7 +303,7 @@ class GeoModel:
                 parts.append(text)
                 finish = reason or finish
         except Exception as err:
-            raise HTTPError(400, f"the model could not answer: {_engine_error(err)}") from None
+            raise HTTPError(400, f"the model could not answer: {engine_error(err)}") from None
         text = "".join(parts)
         return _completion(self.model_id, text, finish, self._place(text))
 
@@ -361,10 +338,7 @@ class GeoModel:
             raise HTTPError(
                 400, f"{len(images)} images, but this server takes {self.cfg.max_images}"
             )
-        prompt = self.processor.apply_chat_template(
-            rendered, add_generation_prompt=True, tokenize=False
-        )
-        return prompt, images
+        return self.engine.chat_prompt(rendered), images
 
     async def _image_part(self, part: dict) -> bytes:
         ref = part.get("image_url")
@@ -495,10 +469,7 @@ def run(cfg: ServeConfig, *, blocking: bool = True) -> None:
     With ``blocking`` it serves until Ctrl-C or SIGTERM (what ``docker stop`` and Kubernetes
     send), then shuts the app down: a running app keeps its CPUs and GPUs otherwise.
     """
-    if cfg.engine == "vllm":  # refuse what vLLM cannot load here, not in a restarting replica
-        from georay.predict.vllm_engine import check_servable
-
-        check_servable(cfg)
+    ENGINES[cfg.engine].check(cfg)  # refuse what it cannot load here, not in a restarting replica
     init_ray(cfg.address)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)

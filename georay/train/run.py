@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from georay.data.storage import filesystem_for, is_s3, join_uri, upload_folder
+from georay.data.storage import exists, filesystem_for, is_s3, join_uri, upload_folder
 from georay.models import artifact
 from georay.models.vlm import localize, tiny_qwen2vl
 from georay.protocol.sft import read_sft
@@ -35,13 +35,6 @@ from georay.train.loop import FAULT_ENV, train_loop_per_worker
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-
-
-def _exists(uri: str) -> bool:
-    fs, path = filesystem_for(uri)
-    from pyarrow.fs import FileType
-
-    return fs.get_file_info(path).type != FileType.NotFound
 
 
 def _start(cfg: TrainConfig, scratch: Path) -> tuple[str, str, bool, list, list]:
@@ -57,14 +50,9 @@ def _start(cfg: TrainConfig, scratch: Path) -> tuple[str, str, bool, list, list]
         tiny_qwen2vl(save_dir=base, seed=cfg.seed)
         remote = join_uri(cfg.storage_path, f"{cfg.name}-tiny-base")
         return upload_folder(base, remote), str(base), True, [], []
-    if not _exists(join_uri(cfg.model, artifact.ARTIFACT_FILE)):
+    if not exists(join_uri(cfg.model, artifact.ARTIFACT_FILE)):
         return cfg.model, cfg.model, False, [], []
-    local = localize(cfg.model)  # an artifact: read its spec and adapters
-    spec = artifact.read_artifact(local)
-    base, internal = spec["base_model"], spec["base_model"].startswith("./")
-    base = artifact.resolve(local, base) if internal else base
-    adapters = [(a["name"], artifact.resolve(local, a["path"])) for a in spec["adapters"]]
-    return cfg.model, base, internal, adapters, list(spec.get("stages", []))
+    return cfg.model, *artifact.start_point(localize(cfg.model))  # an artifact: its parts
 
 
 def _build_artifact(

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from georay.data.images import encode_jpeg
-from georay.predict.bulk import PREDICTIONS_SCHEMA, SKIPPED_EXIF, PredictConfig, predict
+from georay.predict.bulk import PredictConfig, predict
+from georay.predict.rows import SKIPPED_EXIF
+from georay.protocol.predictions import PREDICTIONS_SCHEMA
 
 GOOD = 7
 # name -> the start of the error reason its row must carry

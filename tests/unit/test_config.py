@@ -72,7 +72,7 @@ def test_list_flags_take_several_values_and_commas():
 
 
 def test_named_paths_resolve_only_the_path(tmp_path, monkeypatch):
-    from georay.config import check_inputs
+    from georay.cli import check_inputs
     from georay.evaluate.config import EvaluateConfig
 
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from georay.serve.fetch import FetchError, fetch_url, is_public_address, resolve_public
+from georay.data.urls import FetchError, fetch_url, is_public_address, resolve_public
 
 BODY = b"\xff\xd8" + b"x" * 5000
 

@@ -166,8 +166,9 @@ def test_artifact_stacks_adapters_in_order(tiny, tmp_path):
         assert not torch.allclose(want, load_vlm(base)[0](**batch).logits, atol=1e-3)
         assert torch.allclose(want, got, atol=1e-5)
     assert loaded_proc.chat_template == processor.chat_template
-    base_src, adapters, _ = artifact.start_point(str(out), out)
-    assert base_src == str(base) and [n for n, _ in adapters] == ["stage0", "stage1"]
+    base_src, inside, adapters, _ = artifact.start_point(out)
+    assert base_src == str(base) and not inside
+    assert [n for n, _ in adapters] == ["stage0", "stage1"]
 
 
 def test_bad_artifact_is_rejected(tmp_path):

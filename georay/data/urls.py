@@ -1,6 +1,7 @@
-"""Fetch an image by URL for the API, without letting callers reach our own network.
+"""Fetch an image by URL without letting whoever wrote the URL reach our own network.
 
-A server that fetches URLs for its callers is a classic server-side request forgery hole: a
+Used by the API (``image_url``) and by bulk jobs (``http(s)://`` rows of a manifest). A server
+that fetches URLs for its callers is a classic server-side request forgery hole: a
 caller asks for ``http://169.254.169.254/`` (cloud metadata) or ``http://10.0.0.5:6379/`` and
 the server reaches what the caller cannot. So URL fetching is off unless the operator turns it
 on, and then:
@@ -14,27 +15,54 @@ on, and then:
 * redirects are followed by hand, a few hops at most, each hop checked the same way;
 * the body is read in chunks up to ``max_bytes`` and the whole fetch has a deadline.
 
-Standard library only (``http.client``), run in a thread by the async API.
+Standard library only (``http.client``), run in a thread by the async API and by the bulk
+fetcher (:mod:`georay.data.fetch`). A bulk job may allow named networks (``--url-allow-networks
+127.0.0.0/8``: a corpus on an internal mirror) through :func:`allowing_resolver`; everything else
+stays refused.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-class FetchError(Exception):
-    """A URL the API will not or could not fetch; ``status`` is the HTTP status to answer."""
+# Upstream answers worth asking again: throttled, or a server (or its proxy) in trouble.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-    def __init__(self, message: str, status: int = 400):
+
+class FetchError(Exception):
+    """A URL the API will not or could not fetch.
+
+    Attributes
+    ----------
+    status
+        The HTTP status for the API to answer (400, 403, 413, 504).
+    upstream
+        The status the URL's host answered, when it answered something other than 200.
+    transient
+        True when asking again later may succeed (a timeout, a dropped connection, an upstream
+        5xx or 429); False for what will not change (refused host, 404, too large, bad URL).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        *,
+        transient: bool = False,
+        upstream: int | None = None,
+    ):
         super().__init__(message)
-        self.status = status
+        self.status, self.transient, self.upstream = status, transient, upstream
 
 
 def is_public_address(address: str) -> bool:
@@ -45,8 +73,13 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def resolve_public(host: str, port: int) -> str:
+def resolve_public(host: str, port: int, allowed: tuple = ()) -> str:
     """Resolve ``host`` and return one of its addresses, if every address is public.
+
+    Parameters
+    ----------
+    allowed
+        ``ipaddress`` networks accepted besides public addresses (:func:`allowing_resolver`).
 
     Raises
     ------
@@ -62,9 +95,17 @@ def resolve_public(host: str, port: int) -> str:
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
         raise FetchError(f"cannot resolve host {host!r}")
-    blocked = [a for a in addresses if not is_public_address(a)]
+    blocked = [
+        a
+        for a in addresses
+        if not is_public_address(a)
+        and not any(ipaddress.ip_address(a.split("%")[0]) in net for net in allowed)
+    ]
     if blocked:
-        raise FetchError(f"URL host {host!r} resolves to a non-public address ({blocked[0]})", 403)
+        extra = " outside the allowed networks" if allowed else ""
+        raise FetchError(
+            f"URL host {host!r} resolves to a non-public address ({blocked[0]}){extra}", 403
+        )
     return addresses[0]
 
 
@@ -89,6 +130,19 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def allowing_resolver(networks) -> Callable[[str, int], str]:
+    """A ``resolve`` for :func:`fetch_url` that also accepts addresses in ``networks``.
+
+    Parameters
+    ----------
+    networks
+        CIDR strings (``"127.0.0.0/8"``, ``"10.1.0.0/16"``); empty means public addresses only
+        (:func:`resolve_public`). Every address of a name must be public or allowed.
+    """
+    allowed = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+    return functools.partial(resolve_public, allowed=allowed) if allowed else resolve_public
 
 
 def _check_url(url: str) -> tuple[str, str, int, str]:
@@ -143,7 +197,7 @@ def fetch_url(
         address = resolve(host, port)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise FetchError(f"fetching the image URL took longer than {timeout_s} s", 504)
+            raise _too_slow(timeout_s)
         kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
         conn = kind(host, port, address, timeout=remaining)
         try:
@@ -153,17 +207,26 @@ def fetch_url(
                 url = urljoin(url, response.getheader("Location"))
                 continue
             if response.status != 200:
-                raise FetchError(f"image URL answered HTTP {response.status}")
+                raise FetchError(
+                    f"image URL answered HTTP {response.status}",
+                    transient=response.status in TRANSIENT_STATUSES,
+                    upstream=response.status,
+                )
             return _read_limited(conn, response, max_bytes, deadline, timeout_s)
         except TimeoutError:
-            raise FetchError(
-                f"fetching the image URL took longer than {timeout_s} s", 504
-            ) from None
+            raise _too_slow(timeout_s) from None
         except (OSError, http.client.HTTPException) as err:
-            raise FetchError(f"cannot fetch image URL: {type(err).__name__}: {err}") from None
+            # A refused or reset connection, a truncated answer: the host may be back later.
+            raise FetchError(
+                f"cannot fetch image URL: {type(err).__name__}: {err}", transient=True
+            ) from None
         finally:
             conn.close()
     raise FetchError(f"image URL redirected more than {max_redirects} times")
+
+
+def _too_slow(timeout_s: float) -> FetchError:
+    return FetchError(f"fetching the image URL took longer than {timeout_s} s", 504, transient=True)
 
 
 def _read_limited(conn, response, max_bytes: int, deadline: float, timeout_s: float) -> bytes:
@@ -175,7 +238,7 @@ def _read_limited(conn, response, max_bytes: int, deadline: float, timeout_s: fl
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise FetchError(f"fetching the image URL took longer than {timeout_s} s", 504)
+            raise _too_slow(timeout_s)
         if conn.sock is not None:
             conn.sock.settimeout(remaining)
         chunk = response.read1(64 << 10)

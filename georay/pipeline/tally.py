@@ -1,0 +1,76 @@
+"""Counts that a job's tasks add to and its driver reads: how fetching went, for summary.json.
+
+Rows cannot carry them: model stages rebuild their rows from a fixed schema. So the driver
+starts one small named actor per Ray job (no CPU), the fetch stage adds each block's counts to
+it, and :func:`take` reads and resets them. Outside a bulk job (no actor, or no Ray) adding is a
+no-op: the counts are diagnostics and never fail a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+ACTOR_NAME = "georay-tally"
+_handle = None
+
+
+class Tally:
+    """Sums of named counts (the actor's class)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, float] = {}
+
+    def add(self, counts: dict[str, float]) -> None:
+        for key, value in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+
+    def take(self) -> dict[str, float]:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
+def start():
+    """Driver: the job's tally actor, started or found, and emptied; returns its handle."""
+    import ray
+
+    actor = (
+        ray.remote(num_cpus=0)(Tally)
+        .options(name=ACTOR_NAME, get_if_exists=True, max_concurrency=1)
+        .remote()
+    )
+    ray.get(actor.take.remote())
+    return actor
+
+
+def add(counts: dict[str, float]) -> None:
+    """Task: add ``counts`` to the job's tally, if there is one."""
+    global _handle
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; importing it here costs a second
+    if ray is None or not ray.is_initialized():
+        return
+    # Twice at most: a worker outlives a job, and its cached handle may name the tally actor of
+    # an earlier job of the same driver, gone since; the second try looks the name up afresh.
+    for fresh in (_handle is None, True):
+        try:
+            if fresh:
+                _handle = ray.get_actor(ACTOR_NAME)
+            # Waited for, so the counts are in before the block reaches the driver.
+            ray.get(_handle.add.remote(counts))
+            return
+        except ValueError:  # no tally actor: not inside a bulk job
+            _handle = None
+            return
+        except Exception as err:  # diagnostics only: never fail a block over them
+            _handle = None
+            if fresh:
+                log.warning("could not add fetch counts: %s", err)
+
+
+def take(actor) -> dict[str, float]:
+    """Driver: the counts added since :func:`start` (and reset them)."""
+    import ray
+
+    return ray.get(actor.take.remote())
