@@ -49,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import write_section
 from georay.data.manifest import read_manifest, write_manifest
 
 ENCODERS = {"vit": "ViT-B-32", "small": "small"}
-START, END = "<!-- curate:start -->", "<!-- curate:end -->"
 
 
 def world(path: Path, n: int) -> Path:
@@ -622,7 +622,6 @@ def _dedup_lines(runs: dict) -> list[str]:
 def report(args, results: dict, seconds: float) -> str:
     load = results["load"]
     lines = [
-        START,
         "## curate",
         "",
         f"Command: `{' '.join([Path(sys.executable).name, '-m', 'benchmarks.curate', *sys.argv[1:]])}`  ",
@@ -662,7 +661,7 @@ def report(args, results: dict, seconds: float) -> str:
         lines += _dedup_lines(results["dedup"])
     if args.quality_head:
         lines += ["", quality_line(args.quality_head)]
-    lines += ["", "Raw: `" + json.dumps(results) + "`", END]
+    lines += ["", "Raw: `" + json.dumps(results) + "`"]
     return "\n".join(lines)
 
 
@@ -671,7 +670,7 @@ def quality_line(head_dir: str) -> str:
     info = json.loads((Path(head_dir) / "head.json").read_text())
     h, t = info["metrics"]["holdout"], info["metrics"]["train"]
     return (
-        f"Quality (`georay curate fit --preset georay/curate/presets/tiny.yaml --manifest "
+        f"Quality (`georay curate fit --preset georay/curate/presets/tiny.yaml --input "
         f"<world>/manifest.parquet --sample {h['n'] + t['n']}` on the same synthetic world): "
         f"student `{info['encoder']['id']}` + ridge (alpha {info['alpha']}) fitted on "
         f"{t['n']} teacher-labelled views; on {h['n']} held-out views Spearman "
@@ -680,16 +679,6 @@ def quality_line(head_dir: str) -> str:
         "(about 0.38-0.50, low-locatability views near 0.15), so ranking within the band "
         "depends on small area differences that a random-init 64x64 encoder only partly sees."
     )
-
-
-def write_section(text: str, path: Path = Path("BENCHMARKS.md")) -> None:
-    """Replace our section of BENCHMARKS.md (re-read right before writing; others edit it too)."""
-    doc = path.read_text() if path.exists() else ""
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
 
 
 def main() -> None:
@@ -728,7 +717,7 @@ def main() -> None:
     text = report(args, results, time.perf_counter() - t)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("curate", text)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def online(model: str, requests: list[bytes], engine: str, args) -> dict:
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     cfg = ServeConfig(model=model, engine=engine, max_new_tokens=args.max_new_tokens,
-                      max_batch_size=args.concurrency, max_ongoing_requests=64,
+                      batch_size=args.concurrency, max_ongoing_requests=64,
                       max_queued_requests=512, max_num_seqs=args.concurrency,
                       cpus_per_replica=1.0, gpus_per_replica=1.0 if args.gpu else 0.0)  # fmt: skip
     try:

@@ -41,7 +41,7 @@ NOISE = 0.08  # per dimension: neighbours of one place stay closer than other pl
 
 # The baseline's own defaults, to set beside the sweep's pick.
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(KnnConfig)}
-DEFAULT_K, DEFAULT_T = _DEFAULTS["k"], _DEFAULTS["temperature"]
+DEFAULT_K, DEFAULT_T = _DEFAULTS["neighbours"], _DEFAULTS["temperature"]
 
 
 def synthetic(n: int, seed: int, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

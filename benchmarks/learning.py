@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     stamp = f"{time.time():.0f}"
 
     def stage(preset: str, data: Path, model: str, name: str, steps: int) -> dict:
-        cfg = stage_config(preset, data=str(data), model=model, output=str(work / name),
+        cfg = stage_config(preset, input=str(data), model=model, output=str(work / name),
                            name=f"learning-{name}-{stamp}", cpus_per_worker=2,
                            storage_path=str(work / "checkpoints"))  # fmt: skip
         return train(dataclasses.replace(cfg, max_steps=steps) if steps else cfg)

@@ -79,7 +79,7 @@ def bench_online(
             cfg = ServeConfig(
                 model=model,
                 max_new_tokens=tokens,
-                max_batch_size=batch,
+                batch_size=batch,
                 max_ongoing_requests=32,
                 max_queued_requests=256,
                 cpus_per_replica=1.0,

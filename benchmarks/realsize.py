@@ -195,7 +195,7 @@ def stage_cfg(stage: str, data: Path, model: str, out: Path, batch_size: int, **
     # TrainConfig's LoRA defaults are the paper's: r 64, alpha 16, dropout 0.05.
     return TrainConfig(
         stage=stage,
-        data=str(data),
+        input=str(data),
         model=model,
         output=str(out),
         finetune="lora",
@@ -208,23 +208,11 @@ def stage_cfg(stage: str, data: Path, model: str, out: Path, batch_size: int, **
 
 
 def trainer(cfg, source: str, start: int = 0):
-    """setup_model + encoded data + optimizer + batch iterator (from micro-batch ``start``)."""
-    from georay.train.data import EncodedExamples, load_examples, micro_batches
-    from georay.train.loop import make_optimizer, setup_model
+    """The one-process trainer (bf16 base) and its batch iterator from micro-batch ``start``."""
+    from georay.train.loop import assemble
 
-    model, processor = setup_model(cfg, source, dtype=torch.bfloat16)
-    data = EncodedExamples(load_examples(cfg.data), processor, cfg.max_length)
-    optimizer, scheduler = make_optimizer(model, cfg, cfg.max_steps)
-    batches = micro_batches(
-        data,
-        batch_size=cfg.batch_size,
-        rank=0,
-        world_size=1,
-        seed=cfg.seed,
-        start=start,
-        pad_token_id=processor.tokenizer.pad_token_id,
-    )
-    return model, processor, optimizer, scheduler, batches
+    t = assemble(cfg, source, dtype=torch.bfloat16)
+    return t.model, t.processor, t.optimizer, t.scheduler, t.batches(cfg, start=start)
 
 
 def step(parts, cfg) -> dict:

@@ -60,27 +60,16 @@ def plain_loop(cfg) -> tuple[list[dict], float]:
     """The baseline: the same model, data order and step in this process, no Ray."""
     import torch
 
-    from georay.train.data import EncodedExamples, load_examples, micro_batches
-    from georay.train.loop import make_optimizer, setup_model, train_step
+    from georay.train.loop import assemble, train_step
 
     started = time.monotonic()
     torch.set_num_threads(int(cfg.cpus_per_worker))
     torch.manual_seed(cfg.seed)
-    model, processor = setup_model(cfg, cfg.model)
-    data = EncodedExamples(load_examples(cfg.data), processor, cfg.max_length)
-    optimizer, scheduler = make_optimizer(model, cfg, cfg.max_steps)
-    batches = micro_batches(
-        data,
-        batch_size=cfg.batch_size,
-        rank=0,
-        world_size=1,
-        seed=cfg.seed,
-        start=0,
-        pad_token_id=processor.tokenizer.pad_token_id,
-    )
+    t = assemble(cfg, cfg.model)  # what each Ray Train worker builds, here in this process
+    batches = t.batches(cfg)
     history = []
     for step in range(1, cfg.max_steps + 1):
-        metrics = train_step(model, optimizer, scheduler, batches, cfg, torch.device("cpu"))
+        metrics = train_step(t.model, t.optimizer, t.scheduler, batches, cfg, torch.device("cpu"))
         history.append({**metrics, "step": step, "time": time.time()})
     return history, time.monotonic() - started
 
@@ -123,7 +112,7 @@ def main() -> None:
     tiny_qwen2vl(save_dir=tmp / "base")
     base = dict(
         stage="location",
-        data=str(data),
+        input=str(data),
         model=str(tmp / "base"),
         finetune="full",
         lr=3e-3,

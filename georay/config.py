@@ -30,7 +30,7 @@ import types
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 
@@ -63,7 +63,8 @@ def option(
         ``"out"``: one it writes (made absolute); ``"model"``: a local folder, ``s3://`` prefix
         or hub id (made absolute when it names an existing local path).
     aliases
-        Old flag spellings still accepted (hidden from ``--help``, with a note on stderr).
+        Old flag spellings still accepted (hidden from ``--help``, with a note on stderr);
+        ``"--old=VALUE"`` is an old switch that now sets the field to ``VALUE``.
     positional
         A positional argument instead of a flag.
     named
@@ -107,9 +108,53 @@ def _resolve(value: Any, kind: PathKind, named: bool = False) -> Any:
     return local
 
 
+def _inherited_field(cls: type, name: str) -> dataclasses.Field:
+    for base in cls.__mro__[1:]:
+        if dataclasses.is_dataclass(base):
+            found = {f.name: f for f in dataclasses.fields(base)}.get(name)
+            if found is not None:
+                return found
+    raise TypeError(f"{cls.__name__}: DEFAULTS/ALIASES name {name!r}, which no base class declares")
+
+
 @dataclasses.dataclass(kw_only=True)
 class Config:
-    """Base of every stage config: makes the local paths it was given absolute."""
+    """Base of every stage config: makes the local paths it was given absolute.
+
+    A setting shared by several commands is declared once, on the class that introduces it; a
+    command changes its default or adds old spellings without declaring it again:
+
+    * ``DEFAULTS = {"batch_size": 64}`` on a subclass: the field's default for that command
+      (``--help`` shows it);
+    * ``ALIASES = {"input": ("--manifest",)}``: old flag spellings that command still accepts.
+    """
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Runs before @dataclass sees the class: each override becomes a redeclaration of the
+        # inherited field (same type, help and place in the order) that @dataclass then picks up.
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        names = set(own.get("DEFAULTS", {})) | set(own.get("ALIASES", {}))
+        annotations = dict(own.get("__annotations__", {}))
+        for name in sorted(names):
+            inherited = _inherited_field(cls, name)
+            meta = dict(inherited.metadata)
+            meta["aliases"] = (*meta.get("aliases", ()), *own.get("ALIASES", {}).get(name, ()))
+            default = own.get("DEFAULTS", {}).get(name, inherited.default)
+            if (
+                default is dataclasses.MISSING
+                and inherited.default_factory is not dataclasses.MISSING
+            ):
+                field = dataclasses.field(default_factory=inherited.default_factory, metadata=meta)
+            else:
+                field = dataclasses.field(default=default, metadata=meta)
+            annotations[name] = inherited.type
+            setattr(cls, name, field)
+        if names:
+            cls.__annotations__ = annotations
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -128,6 +173,23 @@ class RayConfig(Config):
         help="Ray cluster to join (default: $RAY_ADDRESS, which `ray job submit` sets, else a "
         "private local Ray)",
     )
+
+
+@dataclasses.dataclass(kw_only=True)
+class Batched(Config):
+    """A command that runs a model on batches: the one declaration of ``--batch-size``
+    (each command sets its own default with ``DEFAULTS``)."""
+
+    batch_size: int = option(
+        8,
+        help="items per model call: images per forward pass or generate() call; in training, "
+        "examples per worker per micro-step; in serving, the largest dynamic batch",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 def flag(name: str) -> str:
@@ -162,7 +224,7 @@ class _Renamed(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(f"{parser.prog}: note: {option_string} is now {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -212,14 +274,18 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, presets: str 
                 kwargs["nargs"] = "+"  # `--predictions a=P b=Q` as well as `a=P,b=Q`
         parser.add_argument(flag(f.name), dest=f.name, default=None, help=text, **kwargs)
         for alias in f.metadata.get("aliases", ()):
+            # "--use-gpu=1": an old switch that now means one value of the field.
+            name, is_switch, value = alias.partition("=")
+            convert = kwargs.get("type") or str
+            switch = {"nargs": 0, "const": convert(value)} if is_switch else {"type": convert}
             parser.add_argument(
-                alias,
+                name,
                 dest=f.name,
-                type=kwargs.get("type"),
                 default=argparse.SUPPRESS,
                 help=argparse.SUPPRESS,
                 action=_Renamed,
-                new=flag(f.name),
+                new=f"{flag(f.name)} {value}" if is_switch else flag(f.name),
+                **switch,
             )
 
 

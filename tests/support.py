@@ -2,12 +2,78 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from georay.protocol.prompts import INFERENCE_QUESTION, format_answer
+
+# Successful command-line runs are written as calls to these two (or as `ray job submit`s of
+# jobs/<stage>.py), with the command words as literals: tests/unit/test_cli_coverage.py reads
+# them from the test sources and fails when a command of the real parser has none.
+
+
+@functools.cache
+def _parser():
+    from georay.cli import build_parser
+
+    return build_parser()
+
+
+def _choices(parser) -> dict:
+    for action in parser._actions:
+        if isinstance(getattr(action, "choices", None), dict):
+            return action.choices
+    return {}
+
+
+def commands(groups: bool = False) -> set[str]:
+    """Every runnable command path of the real parser (``"curate fit"``, ``"predict"``);
+    with ``groups``, also the group words themselves (``"curate"``)."""
+    found = set()
+    for name, sub in _choices(_parser()).items():
+        inner = _choices(sub)
+        found |= {f"{name} {s}" for s in inner} if inner else {name}
+        if inner and groups:
+            found.add(name)
+    return found
+
+
+def command_of(words: list[str]) -> str | None:
+    """The command path ``words`` (an argv) invokes, read off the real parser."""
+    top = _choices(_parser())
+    if not words or words[0] not in top:
+        return None
+    inner = _choices(top[words[0]])
+    if not inner:
+        return words[0]
+    if len(words) > 1 and words[1] in inner:
+        return f"{words[0]} {words[1]}"
+    return words[0]
+
+
+def georay_ok(*argv: str) -> str:
+    """Run ``georay ARGV`` in this process (the real parser and ``main``) and return what it
+    printed; fails the test unless it exits with status 0. Stages join the session's Ray."""
+    from georay.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(list(argv))
+    assert status == 0, f"georay {' '.join(argv)} exited with status {status}"
+    return out.getvalue()
+
+
+def georay_argv(*argv: str) -> list[str]:
+    """The command line of ``georay ARGV`` for a subprocess (the venv's script when there is
+    one); the test that runs it checks its exit status."""
+    exe = Path(sys.executable).parent / "georay"
+    return [*([str(exe)] if exe.exists() else [sys.executable, "-m", "georay.cli"]), *argv]
 
 
 def france_model(save_dir: Path, answer: dict, max_steps: int = 200) -> tuple[int, float]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from georay.config import option
-from georay.pipeline.settings import BulkSettings
+from georay.pipeline.settings import BulkSettings, TorchThreads
 
 
 @dataclass(kw_only=True)
-class BaselineSettings(BulkSettings):
+class BaselineSettings(BulkSettings, TorchThreads):
     """What both baselines share besides the bulk-job flags."""
 
+    DEFAULTS = {"batch_size": 64}
+
     h3_resolution: int = option(5, help="H3 resolution of the h3 column")
-    batch_size: int = option(64, help="images per encoder forward pass")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,8 +83,8 @@ class KnnConfig(BaselineSettings):
     gallery_split: str = option(
         "", help="use only gallery rows of this split (labels' 'split' column); '' = all"
     )
-    # k and temperature: chosen by a sweep on the demo world (georay/baseline/index.py)
-    k: int = option(5, help="neighbours per query")
+    # neighbours and temperature: chosen by a sweep on the demo world (georay/baseline/index.py)
+    neighbours: int = option(5, help="gallery neighbours per query", aliases=("--k",))
     temperature: float = option(
         0.05, help="softmax temperature of the neighbours' similarity weights; 0 = uniform"
     )
@@ -97,8 +98,8 @@ class KnnConfig(BaselineSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.index not in ("auto", "flat", "ivf"):

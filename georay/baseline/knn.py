@@ -161,7 +161,7 @@ class KnnActor(Embedder):
 
     def answers(self, ids: np.ndarray, emb: np.ndarray) -> list[dict]:
         """Answer rows of query embeddings ``emb`` (their image ids: ``ids``)."""
-        g, k = self.gallery, self.cfg.k
+        g, k = self.gallery, self.cfg.neighbours
         sims, rows = g.search(emb, k, exclude=ids if self.cfg.exclude_self else None)
         valid = rows >= 0
         safe = np.maximum(rows, 0)
@@ -198,7 +198,7 @@ class KnnActor(Embedder):
 
 def knn_model_id(spec: EncoderSpec, cfg: KnnConfig) -> str:
     """``knn:<encoder id>:k=10,t=0.05``: the ``model`` of every row and of job.json."""
-    return f"knn:{spec.id}:k={cfg.k},t={cfg.temperature:g}"
+    return f"knn:{spec.id}:k={cfg.neighbours},t={cfg.temperature:g}"
 
 
 def knn(cfg: KnnConfig) -> dict:

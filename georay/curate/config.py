@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from georay.config import Config, RayConfig, option
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
 from georay.data.phash import DEFAULT_MAX_DISTANCE
-from georay.pipeline.settings import BulkSettings, PoolSettings
+from georay.pipeline.settings import BulkSettings, PoolSettings, TorchThreads
 
 
 @dataclass(kw_only=True)
-class FitConfig(PoolSettings):
+class FitConfig(PoolSettings, TorchThreads):
     """``georay curate fit``: label a sample with the teacher, embed it, fit the head."""
 
-    manifest: str = option(help="manifest (Parquet/CSV/JSONL, local or s3://)", path="in")
+    DEFAULTS = {"batch_size": 64}
+
+    input: str = option(
+        help="manifest (Parquet/CSV/JSONL, local or s3://)", path="in", aliases=("--manifest",)
+    )
     output: str = option(help="folder or s3:// prefix for the fitted head", path="out")
     encoder: str = option("tiny", help="open_clip model name, or 'tiny' / 'small' (built in code)")
     pretrained: str | None = option(
@@ -31,7 +35,6 @@ class FitConfig(PoolSettings):
     sample: int = option(1000, help="teacher-labelled images to fit on")
     holdout: float = option(0.2, help="fraction held out (by image_id hash) for fit metrics")
     threshold: float = option(LOCATABILITY_THRESHOLD, help="default keep threshold saved with head")
-    batch_size: int = option(64, help="images per encoder forward pass")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -46,15 +49,13 @@ class FitConfig(PoolSettings):
 
 
 @dataclass(kw_only=True)
-class ScoreConfig(BulkSettings):
+class ScoreConfig(BulkSettings, TorchThreads):
     """``georay curate score``: score every image with a fitted head; resumable."""
 
-    input: str = option(
-        help="manifest (Parquet/CSV/JSONL), folder or s3:// prefix of images, or WebDataset "
-        "tar shard(s)",
-        path="in",
-        aliases=("--manifest", "--images", "--webdataset"),  # one flag since the kind is detected
-    )
+    DEFAULTS = {"batch_size": 64, "block_rows": 128}
+    # One --input since the kind is detected.
+    ALIASES = {"input": ("--manifest", "--images", "--webdataset")}
+
     head: str = option(help="fitted head folder or s3:// prefix (curate fit)", path="in")
     threshold: float | None = option(
         None, help="keep threshold; empty = the head's (0.4 by default)"
@@ -74,8 +75,6 @@ class ScoreConfig(BulkSettings):
         "2-CPU node, 11%% slower on a quiet one)",
     )
     bins: int = option(10, help="histogram bins over [0, 1] in summary.json")
-    batch_size: int = option(64, help="images per encoder forward pass")
-    block_rows: int = option(128, help="input rows per Ray Data block (the unit of scheduling)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -39,7 +39,7 @@ def _teacher_mode(cfg: FitConfig, table: pa.Table) -> str:
         return "manifest"
     if cfg.segmenter:
         return "segmenter"
-    raise UserError(f"{cfg.manifest} has no {FRACTIONS} column: give --segmenter")
+    raise UserError(f"{cfg.input} has no {FRACTIONS} column: give --segmenter")
 
 
 def _sample(cfg: FitConfig, table: pa.Table, mode: str) -> pa.Table:
@@ -90,7 +90,7 @@ def fit(cfg: FitConfig) -> dict:
         The head's info (what ``head.json`` holds).
     """
     init_ray(cfg.address)
-    table = read_manifest(cfg.manifest)
+    table = read_manifest(cfg.input)
     mode = _teacher_mode(cfg, table)
     sample = _sample(cfg, table, mode)
     spec, side, dim = _encoder_for_fit(cfg)
@@ -128,7 +128,7 @@ def fit(cfg: FitConfig) -> dict:
             "holdout": regression_metrics(head.predict(emb[held]), y[held]),
             "train": regression_metrics(head.predict(emb[~held]), y[~held]),
             "errors": errors,
-            "manifest": cfg.manifest,
+            "input": cfg.input,
         },
     }
     save_head(head, cfg.output)

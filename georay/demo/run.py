@@ -107,7 +107,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "curate_fit",
         fit,
-        FitConfig(**{**fit_preset, "manifest": manifest, "output": str(curate / "head")}),
+        FitConfig(**{**fit_preset, "input": manifest, "output": str(curate / "head")}),
     )
     step(
         "curate_score",
@@ -150,7 +150,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     def train_step(name: str, preset: str, data: Path, model: str) -> str:
         output = run / "train" / name
-        values = {**load_preset(preset, "georay.train"), "data": str(data), "model": model}
+        values = {**load_preset(preset, "georay.train"), "input": str(data), "model": model}
         step(f"train_{name}", train, TrainConfig(**values, output=str(output), seed=cfg.seed))
         return str(output)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import RayConfig, option
+from georay.config import Batched, Config, RayConfig, option
 from georay.data.fetch import FetchPolicy
 from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS
 
 
 @dataclass(kw_only=True)
-class PoolSettings(RayConfig):
+class PoolSettings(RayConfig, Batched):
     """How a job reads images and runs its model: CPU tasks decode, one actor pool infers."""
 
     num_actors: int = option(1, help="model actors (one model copy each)")
@@ -26,12 +26,6 @@ class PoolSettings(RayConfig):
     )
     decode_cpus: float = option(
         0.5, help="CPUs per read+decode task (< 1 packs several per core)", aliases=("--load-cpus",)
-    )
-    batch_size: int = option(8, help="images per model call")
-    torch_threads: int = option(
-        0,
-        help="torch CPU threads per actor; 0 = the CPUs Ray reports for its node divided by the "
-        "pool's actors per node",
     )
     max_file_bytes: int = option(64 << 20, help="larger files become error rows")
     max_image_pixels: int = option(
@@ -54,8 +48,8 @@ class PoolSettings(RayConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_actors < 1 or self.batch_size < 1:
-            raise ValueError("num_actors and batch_size must be >= 1")
+        if self.num_actors < 1:
+            raise ValueError(f"num_actors must be >= 1, got {self.num_actors}")
         for name in ("cpus_per_actor", "gpus_per_actor"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -64,8 +58,6 @@ class PoolSettings(RayConfig):
             raise ValueError("cpus_per_actor = 0 needs gpus_per_actor > 0")
         if self.decode_cpus <= 0:
             raise ValueError(f"decode_cpus must be > 0, got {self.decode_cpus}")
-        if self.torch_threads < 0:
-            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.max_file_bytes < 1 or self.max_image_pixels < 1:
             raise ValueError("max_file_bytes and max_image_pixels must be >= 1")
         for name in ("fetch_concurrency", "fetch_attempts", "url_host_concurrency"):
@@ -128,3 +120,19 @@ class BulkSettings(PoolSettings):
         for name in ("block_rows", "rows_per_part"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(kw_only=True)
+class TorchThreads(Config):
+    """An actor pool whose model runs in torch on the actor's own threads (curate, baselines)."""
+
+    torch_threads: int = option(
+        0,
+        help="torch CPU threads per actor; 0 = the CPUs Ray reports for its node divided by the "
+        "pool's actors per node",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")

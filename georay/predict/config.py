@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from georay.config import Config, option
+from georay.config import Batched, Config, option
 from georay.pipeline.settings import BulkSettings
 
 ENGINES = ("hf", "vllm")
 
 
 @dataclass(kw_only=True)
-class ModelSettings(Config):
+class ModelSettings(Batched):
     """How to load and ask the model; shared by ``georay predict`` and ``georay serve``."""
 
     model: str = option(
@@ -20,7 +20,6 @@ class ModelSettings(Config):
         path="model",
     )
     max_new_tokens: int = option(128, help="generation length limit")
-    batch_size: int = option(8, help="images per generate() call")
     h3_resolution: int = option(5, help="H3 resolution of the h3 column")
     question: str = option(
         "",
@@ -29,10 +28,10 @@ class ModelSettings(Config):
     )
     device: str | None = option(None, help="torch device (default: cuda when present, else cpu)")
     dtype: str | None = option(None, help="torch dtype (default: bfloat16 on GPU, float32 on CPU)")
-    max_pixels: int | None = option(
-        None,
-        help="downscale images to at most this many pixels before the processor (default: the "
-        "processor's own max_pixels)",
+    max_pixels: int = option(
+        0,
+        help="downscale images to at most this many pixels before the processor; 0: the "
+        "processor's own max_pixels",
     )
     engine: str = option(
         "hf",
@@ -70,8 +69,6 @@ class ModelSettings(Config):
             raise ValueError("model must name a training artifact or a base model")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")
         if self.engine not in ENGINES:
@@ -84,8 +81,10 @@ class ModelSettings(Config):
             )
         if self.tensor_parallel_size < 1 or self.max_images < 1:
             raise ValueError("tensor_parallel_size and max_images must be >= 1")
-        if self.max_pixels is not None and self.max_pixels < 28 * 28:
-            raise ValueError(f"max_pixels must be >= 784, got {self.max_pixels}")
+        if self.max_pixels and self.max_pixels < 28 * 28:
+            raise ValueError(
+                f"max_pixels must be 0 (the processor's own) or >= 784, got {self.max_pixels}"
+            )
 
 
 @dataclass(kw_only=True)

@@ -28,5 +28,6 @@ def export(cfg: ExportConfig) -> dict:
     local = str(Path(tmp) / "out")
     for key in ("merged", "base", "adapter"):
         if result.get(key):
-            result[key] = join_uri(cfg.output, result[key][len(local) :])
+            rel = result[key][len(local) :].strip("/")  # "" for the merged folder itself
+            result[key] = join_uri(cfg.output, rel) if rel else cfg.output.rstrip("/")
     return result

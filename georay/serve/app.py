@@ -26,7 +26,7 @@ Endpoints (see :func:`build_app` for the settings):
 
 The replica holds its engine's online model (:mod:`georay.predict.engine`). With ``--engine hf``
 requests are batched across callers with ``@serve.batch`` (``max_ongoing_requests`` is kept >=
-``max_batch_size``, else batches could never fill) and the model runs in a worker thread so the
+``batch_size``, else batches could never fill) and the model runs in a worker thread so the
 replica keeps accepting and decoding requests meanwhile; with ``--engine vllm`` the replica holds
 vLLM's async engine, which batches continuously across callers by itself.
 ``max_queued_requests`` makes the proxy answer 503 instead of queueing without bound. Bodies over ``max_request_bytes`` get 413
@@ -197,7 +197,7 @@ class GeoModel:
         self.api_key_sha256 = api_key_sha256 or _env_key_digest(self.cfg.api_key_env)
         self.engine = ENGINES[self.cfg.engine].online(
             ModelSettings.of(settings),
-            max_batch_size=self.cfg.max_batch_size,
+            max_batch_size=self.cfg.batch_size,
             batch_wait_timeout_s=self.cfg.batch_wait_timeout_s,
         )
 

@@ -11,7 +11,13 @@ from georay.predict.config import ModelSettings
 
 @dataclass(kw_only=True)
 class ServeConfig(RayConfig, ModelSettings):
-    """Serve the model over HTTP: the model settings plus the server, replicas and limits."""
+    """Serve the model over HTTP: the model settings plus the server, replicas and limits.
+
+    ``batch_size`` is the largest dynamic batch (hf: ``@serve.batch``; one batch is one
+    ``generate()`` call).
+    """
+
+    ALIASES = {"batch_size": ("--max-batch-size",)}
 
     host: str = option("127.0.0.1", help="HTTP bind address")
     port: int = option(8000, help="HTTP port")
@@ -22,11 +28,10 @@ class ServeConfig(RayConfig, ModelSettings):
     gpus_per_replica: float | None = option(
         None, help="GPUs per replica (default: 1 if the cluster has GPUs)", aliases=("--num-gpus",)
     )
-    max_batch_size: int = option(8, help="hf: largest dynamic batch (@serve.batch)")
     batch_wait_timeout_s: float = option(0.02, help="hf: how long a batch waits to fill")
     max_ongoing_requests: int | None = option(
         None,
-        help="requests in flight per replica (default: 2 * max_batch_size with hf; 64 with "
+        help="requests in flight per replica (default: 2 * batch_size with hf; 64 with "
         "vllm, whose engine batches whatever is in flight)",
     )
     max_queued_requests: int = option(64, help="queued requests before the proxy answers 503")
@@ -46,13 +51,11 @@ class ServeConfig(RayConfig, ModelSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_ongoing_requests is None:
-            self.max_ongoing_requests = 64 if self.engine == "vllm" else 2 * self.max_batch_size
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-        if self.max_ongoing_requests < self.max_batch_size:
+            self.max_ongoing_requests = 64 if self.engine == "vllm" else 2 * self.batch_size
+        if self.max_ongoing_requests < self.batch_size:
             raise ValueError(
-                f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
-                f"({self.max_batch_size}): @serve.batch never exceeds max_ongoing_requests"
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= batch_size "
+                f"({self.batch_size}): @serve.batch never exceeds max_ongoing_requests"
             )
         if self.num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {self.num_replicas}")

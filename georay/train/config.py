@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import RayConfig, option
+from georay.config import Batched, RayConfig, option
 from georay.models.lora import DEFAULT_TARGETS
 
 # "base" is the tiny world's stand-in for a pretrained model (scene descriptions, no places).
@@ -13,13 +13,17 @@ FINETUNE_MODES = ("lora", "full")
 
 
 @dataclass(kw_only=True)
-class TrainConfig(RayConfig):
+class TrainConfig(RayConfig, Batched):
     """One stage of GeoReasoner fine-tuning: reasoning (stage 1) or location (stage 2)."""
+
+    DEFAULTS = {"batch_size": 4}
 
     stage: str = option(
         help="reasoning (stage 1), location (stage 2), or base (the tiny world's pretraining)"
     )
-    data: str = option(help="SFT JSONL (Qwen-VL conversations), local or s3://", path="in")
+    input: str = option(
+        help="SFT JSONL (Qwen-VL conversations), local or s3://", path="in", aliases=("--data",)
+    )
     model: str = option(
         help="start point: model folder, s3:// prefix, hub id, a stage-1 artifact (stage 2 "
         "builds on it), or 'tiny' for the tiny test Qwen2-VL",
@@ -49,7 +53,6 @@ class TrainConfig(RayConfig):
     warmup_steps: int = option(0, help="linear warm-up steps")
     epochs: int = option(5, help="epochs (paper: 5); see max_steps")
     max_steps: int = option(0, help="optimizer steps; overrides epochs when > 0")
-    batch_size: int = option(4, help="examples per worker per micro-step")
     grad_accum: int = option(1, help="micro-steps per optimizer step")
     max_grad_norm: float = option(1.0, help="gradient clipping (0: off)")
     checkpoint_every: int = option(100, help="checkpoint every N optimizer steps (and at the end)")
@@ -70,7 +73,9 @@ class TrainConfig(RayConfig):
         help="share of the SFT examples held out (by id hash) for a validation loss at every "
         "checkpoint; 0 = none",
     )
-    use_gpu: bool = option(False, help="one GPU per worker; bf16 autocast")
+    gpus_per_worker: float = option(
+        0, help="GPUs per worker; > 0 trains on CUDA with bf16 autocast", aliases=("--use-gpu=1",)
+    )
     cpus_per_worker: float = option(1.0, help="CPUs reserved per worker")
     max_failures: int = option(1, help="worker failures to recover from (from the last checkpoint)")
     seed: int = option(0, help="data order and tiny-model seed")
@@ -98,11 +103,10 @@ class TrainConfig(RayConfig):
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
-        for name in ("data", "model", "output"):
+        for name in ("input", "model", "output"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name} must not be empty")
         positive = (
-            "batch_size",
             "grad_accum",
             "checkpoint_every",
             "report_every",
@@ -116,12 +120,14 @@ class TrainConfig(RayConfig):
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_steps < 0 or self.epochs < 1 and self.max_steps == 0:
             raise ValueError("give max_steps > 0 or epochs >= 1")
-        if self.max_pixels < 0:
+        if self.max_pixels and self.max_pixels < 28 * 28:
             raise ValueError(
-                f"max_pixels must be >= 0 (0: the processor's own), got {self.max_pixels}"
+                f"max_pixels must be 0 (the processor's own) or >= 784, got {self.max_pixels}"
             )
         if self.warmup_steps < 0 or self.cpus_per_worker <= 0 or self.keep_checkpoints < 1:
             raise ValueError("warmup_steps >= 0, cpus_per_worker > 0, keep_checkpoints >= 1")
+        if self.gpus_per_worker < 0:
+            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
         if isinstance(self.lora_targets, str):
             self.lora_targets = [t for t in self.lora_targets.split(",") if t.strip()]
         if not self.storage_path:

@@ -80,7 +80,7 @@ def setup_model(cfg: TrainConfig, source: str, dtype: torch.dtype | None = None)
     ``cfg.gradient_checkpointing`` is enabled on the base before peft wraps it.
     """
     if dtype is None:
-        bf16_base = cfg.use_gpu and cfg.finetune == "lora"
+        bf16_base = cfg.gpus_per_worker > 0 and cfg.finetune == "lora"
         dtype = torch.bfloat16 if bf16_base else torch.float32
     model, processor = load_vlm(source, dtype=dtype)
     if cfg.max_pixels:
@@ -266,33 +266,67 @@ def _die_after_checkpoint(step: int) -> None:
     os._exit(1)  # a killed process, not an exception: what a lost worker looks like
 
 
-def _setup(config: dict) -> tuple[Worker, EncodedExamples, int, torch.device]:
-    """Model (wrapped for the strategy), data, optimizer and the resumed state of one worker."""
+@dataclass
+class Trainer:
+    """One process's trainer, whoever runs it (a Ray Train worker, or a benchmark alone)."""
+
+    model: Any
+    processor: Any
+    data: EncodedExamples
+    val: EncodedExamples | None
+    optimizer: Any
+    scheduler: Any
+    steps: int
+
+    def batches(self, cfg: TrainConfig, rank: int = 0, world: int = 1, start: int = 0):
+        """Endless micro-batches of this worker's share, from micro-batch ``start``."""
+        pad = self.processor.tokenizer.pad_token_id
+        return micro_batches(self.data, batch_size=cfg.batch_size, rank=rank, world_size=world,
+                             seed=cfg.seed, start=start, pad_token_id=pad)  # fmt: skip
+
+
+def assemble(
+    cfg: TrainConfig,
+    source: str,
+    *,
+    world: int = 1,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Trainer:
+    """The one-process trainer: model (wrapped for ``cfg.strategy`` over ``world`` workers, on
+    ``device``), encoded examples and the held-out ones, optimizer and schedule for the run's
+    steps. Ray Train's workers and the benchmarks' in-process baselines all build it here."""
+    model, processor = setup_model(cfg, source, dtype)
+    model = parallel.wrap(model.to(device or torch.device("cpu")), cfg.strategy, world)
+    train_set, val_set = split_validation(load_examples(cfg.input), cfg.val_fraction, cfg.seed)
+    data = EncodedExamples(train_set, processor, cfg.max_length)
+    steps = total_steps(cfg, len(data), world)
+    optimizer, scheduler = make_optimizer(model, cfg, steps)
+    val = EncodedExamples(val_set, processor, cfg.max_length) if val_set else None
+    return Trainer(model, processor, data, val, optimizer, scheduler, steps)
+
+
+def _setup(config: dict) -> tuple[Worker, Trainer, torch.device]:
+    """The trainer (:func:`assemble`) and the resumed state of one Ray Train worker."""
     import ray.train
     import ray.train.torch
 
     cfg = TrainConfig(**config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if not cfg.use_gpu:  # Ray sets OMP threads to the CPUs reserved; torch needs telling too
+    if not cfg.gpus_per_worker:
+        # Ray sets OMP threads to the CPUs reserved; torch needs telling too.
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
-    model, processor = setup_model(cfg, config["source"])
-    model = parallel.wrap(model.to(device), cfg.strategy, world)
-    train_set, val_set = split_validation(load_examples(cfg.data), cfg.val_fraction, cfg.seed)
-    data = EncodedExamples(train_set, processor, cfg.max_length)
-    steps = total_steps(cfg, len(data), world)
-    optimizer, scheduler = make_optimizer(model, cfg, steps)
-    w = Worker(cfg, model, optimizer, scheduler, processor, rank, world)
-    if val_set:
-        w.val = EncodedExamples(val_set, processor, cfg.max_length)
+    t = assemble(cfg, config["source"], world=world, device=device)
+    w = Worker(cfg, t.model, t.optimizer, t.scheduler, t.processor, rank, world, val=t.val)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             w.resumed_from = restore_checkpoint(Path(folder), w)
-        log.info("rank %d resumes %s at step %d of %d", rank, cfg.stage, w.resumed_from, steps)
-    return w, data, steps, device
+        log.info("rank %d resumes %s at step %d of %d", rank, cfg.stage, w.resumed_from, t.steps)
+    return w, t, device
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -300,17 +334,9 @@ def train_loop_per_worker(config: dict) -> None:
 
     ``config`` = ``{"cfg": TrainConfig fields, "source": str, "fail_at_step": int}``.
     """
-    w, data, steps, device = _setup(config)
-    cfg, start = w.cfg, w.resumed_from
-    batches = micro_batches(
-        data,
-        batch_size=cfg.batch_size,
-        rank=w.rank,
-        world_size=w.world,
-        seed=cfg.seed,
-        start=start * cfg.grad_accum,
-        pad_token_id=w.processor.tokenizer.pad_token_id,
-    )
+    w, t, device = _setup(config)
+    cfg, start, data, steps = w.cfg, w.resumed_from, t.data, t.steps
+    batches = t.batches(cfg, w.rank, w.world, start=start * cfg.grad_accum)
     if start >= steps:  # a finished run restarted: report the final state again
         _report(w, start, w.history[-1] if w.history else {}, final=True, save=True)
     per_epoch = max(1, batches_per_epoch(len(data), w.world, cfg.batch_size))

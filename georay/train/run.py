@@ -79,9 +79,9 @@ def _build_artifact(
         adapters = [*adapters, (name, ckpt / "adapter")]
     # The questions the model was trained to answer: a small model answers those and little
     # else, so prediction can ask the last stage's question rather than guess.
-    questions = sorted({ex.question for ex in read_sft(cfg.data)})
+    questions = sorted({ex.question for ex in read_sft(cfg.input)})
     stage = {
-        "stage": cfg.stage, "finetune": cfg.finetune, "data": cfg.data,
+        "stage": cfg.stage, "finetune": cfg.finetune, "input": cfg.input,
         "questions": questions[:10], **info,
     }  # fmt: skip
     artifact.write_artifact(
@@ -124,7 +124,8 @@ def train(cfg: TrainConfig) -> dict:
         storage_fs, storage_path = filesystem_for(cfg.storage_path)
         if not is_s3(cfg.storage_path):
             storage_fs = None
-        resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+        gpus = cfg.gpus_per_worker
+        resources = {"CPU": cfg.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={
@@ -133,7 +134,7 @@ def train(cfg: TrainConfig) -> dict:
                 "fail_at_step": int(os.environ.get(FAULT_ENV) or 0),
             },
             scaling_config=ray.train.ScalingConfig(
-                num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
+                num_workers=cfg.num_workers, use_gpu=gpus > 0, resources_per_worker=resources
             ),
             run_config=ray.train.RunConfig(
                 name=cfg.name,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support import georay_ok
 
 from georay.baseline import KnnConfig, ZeroShotConfig, knn, zeroshot
 from georay.errors import UserError
@@ -27,7 +28,7 @@ def world(ray_session, tmp_path_factory):
     synth = generate_world(SynthConfig(output=str(root / "world"), n=40, countries=3, width=128,
                                        height=96, corrupt=1, workers=1))  # fmt: skip
     manifest = str(root / "world" / "manifest.parquet")
-    fit(FitConfig(**{**load_preset("tiny", "georay.curate"), "manifest": manifest,
+    fit(FitConfig(**{**load_preset("tiny", "georay.curate"), "input": manifest,
                      "output": str(root / "head"), "sample": 30}))  # fmt: skip
     score(ScoreConfig(head=str(root / "head"), input=manifest, output=str(root / "gallery"),
                       embeddings=True))  # fmt: skip
@@ -35,16 +36,31 @@ def world(ray_session, tmp_path_factory):
     return {"root": root, "manifest": manifest, "countries": synth["countries"], "truth": truth}
 
 
+@pytest.fixture(scope="module")
+def runs(world):
+    """Both baselines run once through the command line; their printed summaries, by name.
+    The tests below read these outputs in any order (no test depends on another having run)."""
+    root, manifest = world["root"], world["manifest"]
+    bulk = ("--block-rows", "8", "--rows-per-part", "8")
+    knn_out = georay_ok("baseline", "knn", "--input", manifest, "--output", str(root / "knn"),
+                        "--gallery", str(root / "gallery"), "--head", str(root / "head"),
+                        "--gallery-split", "train", "--neighbours", "5", *bulk)  # fmt: skip
+    zeroshot_out = georay_ok("baseline", "zeroshot", "--input", manifest, "--output",
+                             str(root / "zeroshot"), "--countries", *world["countries"],
+                             "--cities-per-country", "3", *bulk)  # fmt: skip
+    return {"knn": json.loads(knn_out), "zeroshot": json.loads(zeroshot_out)}
+
+
 def _rows(out: Path) -> dict[str, dict]:
     return {r["image_id"]: r for r in pq.read_table(out / "predictions").to_pylist()}
 
 
-def test_knn_job(world):
+def test_knn_job(world, runs):
     out = world["root"] / "knn"
     cfg = KnnConfig(input=world["manifest"], output=str(out), gallery=str(world["root"] / "gallery"),
-                    head=str(world["root"] / "head"), gallery_split="train", k=5,
+                    head=str(world["root"] / "head"), gallery_split="train", neighbours=5,
                     block_rows=8, rows_per_part=8)  # fmt: skip
-    summary = knn(cfg)
+    summary = runs["knn"]
     truth = world["truth"]  # the manifest lists the broken file too
     assert summary["rows_in"] == summary["rows_out"] == len(truth)
     assert (summary["error"], summary["answered"]) == (1, len(truth) - 1)
@@ -77,11 +93,11 @@ def test_knn_refuses_a_gallery_of_another_encoder(world, tmp_path):
         knn(cfg)
 
 
-def test_zeroshot_job_and_side_by_side(world):
+def test_zeroshot_job_and_side_by_side(world, runs):
     out = world["root"] / "zeroshot"
     cfg = ZeroShotConfig(input=world["manifest"], output=str(out), countries=world["countries"],
                          cities_per_country=3, block_rows=8, rows_per_part=8)  # fmt: skip
-    summary = zeroshot(cfg)
+    summary = runs["zeroshot"]
     assert summary["rows_out"] == len(world["truth"]) and summary["error"] == 1
     for row in _rows(out).values():
         if row["status"] == "ok":
@@ -93,8 +109,6 @@ def test_zeroshot_job_and_side_by_side(world):
     from georay.evaluate import EvaluateConfig, evaluate
 
     knn_out = world["root"] / "knn"
-    if not (knn_out / "predictions").exists():
-        pytest.skip("needs test_knn_job's output")
     m = evaluate(EvaluateConfig(
         predictions=[f"zeroshot={out / 'predictions'}", f"knn={knn_out / 'predictions'}"],
         truth=world["manifest"], split="test", output=str(world["root"] / "report"), plots=False,

@@ -171,7 +171,7 @@ def test_cluster_refuses_clients_without_the_token(token_cluster, tmp_path):
 # ---------------------------------------------------------------- the README's jobs
 
 
-def georay(*args: str) -> None:
+def georay_checked(*args: str) -> None:
     """`georay ARGS` from the venv (as the README runs it), outside any Ray cluster."""
     subprocess.run([str(VENV_BIN / "georay"), *args], check=True, capture_output=True, timeout=300)
 
@@ -180,7 +180,7 @@ def georay(*args: str) -> None:
 def work(tmp_path_factory) -> Path:
     """`$W` of the README: a synthetic world and a tiny base model to predict with."""
     w = tmp_path_factory.mktemp("w")
-    georay("synth", "--output", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
+    georay_checked("synth", "--output", str(w / "world"), "--n", "32", "--countries", "4", "--seed", "0",
            "--width", "320", "--height", "240")  # fmt: skip
     from georay.models.vlm import tiny_qwen2vl
 
@@ -194,7 +194,7 @@ def head(token_cluster, work) -> Path:
     """The README's `jobs/curate.py fit` job: the fitted locatability head."""
     manifest = work / "world" / "manifest.parquet"
     seconds = token_cluster.submit(
-        "jobs/curate.py", "fit", "--manifest", str(manifest), "--output", str(work / "head"),
+        "jobs/curate.py", "fit", "--input", str(manifest), "--output", str(work / "head"),
         "--sample", "24",
     )  # fmt: skip
     token_cluster.timings["curate_fit_submit_s"] = seconds
@@ -259,6 +259,32 @@ def test_curate_and_predict_jobs_on_a_token_cluster(token_cluster, work, head):
         run_s = (job["end_time"] - job["start_time"]) / 1000
         timings.setdefault("job_runtime_s", {})[job["entrypoint"][:40]] = round(run_s, 1)
     print("cluster job timings:", json.dumps(timings, indent=1))
+
+
+def test_knowledge_baseline_and_evaluate_jobs_on_a_token_cluster(token_cluster, work):
+    """The rest of the README's jobs: knowledge, a baseline, and evaluate scoring the
+    baseline's predictions (made in this test, so it depends on no other test)."""
+    manifest = str(work / "world" / "manifest.parquet")
+    countries = sorted({c for c in pq.read_table(manifest)["country"].to_pylist() if c})
+    token_cluster.submit(
+        "jobs/knowledge.py", "--clues", str(work / "world" / "clues.jsonl"),
+        "--output", str(work / "sft"),
+    )  # fmt: skip
+    token_cluster.submit(
+        "jobs/baseline.py", "zeroshot", "--input", manifest, "--output", str(work / "zeroshot"),
+        "--countries", *countries, "--cities-per-country", "2",
+    )  # fmt: skip
+    token_cluster.submit(
+        "jobs/evaluate.py", "--predictions", str(work / "zeroshot" / "predictions"),
+        "--truth", manifest, "--output", str(work / "report"), "--no-plots",
+    )  # fmt: skip
+    reasoning = (work / "sft" / "reasoning.jsonl").read_text().splitlines()
+    assert reasoning and all(json.loads(line)["conversations"] for line in reasoning)
+    n = len(_ids(manifest))
+    summary = json.loads((work / "zeroshot" / "summary.json").read_text())
+    assert summary["rows_in"] == summary["rows_out"] == n == summary["ok"] + summary["error"]
+    metrics = json.loads((work / "report" / "metrics.json").read_text())
+    assert metrics["n"] == n and metrics["country"]["answered"] == summary["answered"]
 
 
 def _upload(local: Path, bucket: str, prefix: str) -> None:

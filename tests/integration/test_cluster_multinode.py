@@ -114,7 +114,7 @@ finally:
 """
 
 
-def _georay(*args: str, env=None) -> None:
+def georay_checked(*args: str, env=None) -> None:
     subprocess.run(
         [str(VENV_BIN / "georay"), *args], check=True, capture_output=True, timeout=300, env=env
     )
@@ -122,11 +122,13 @@ def _georay(*args: str, env=None) -> None:
 
 def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
     world = tmp_path / "world"
-    _georay("synth", "--output", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
+    georay_checked("synth", "--output", str(world), "--n", str(N_IMAGES), "--countries", "4", "--seed", "1",
             "--width", "320", "--height", "240")  # fmt: skip
     _upload(world, s3_bucket, "world")
     # Stage-1 SFT data (driver-only, no Ray): what the train job reads.
-    _georay("knowledge", "--clues", str(world / "clues.jsonl"), "--output", str(tmp_path / "sft"))
+    georay_checked(
+        "knowledge", "--clues", str(world / "clues.jsonl"), "--output", str(tmp_path / "sft")
+    )
     b = f"s3://{s3_bucket}"
     manifest = f"{b}/world/manifest.parquet"
     spec = {
@@ -134,7 +136,7 @@ def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
         # No CPUs on the head (like the KubeRay and launcher heads); private dashboard ports.
         "head": {"num_cpus": 0, "dashboard_port": free_port(),
                  "dashboard_agent_listen_port": free_port()},
-        "fit": ["jobs/curate.py", "fit", "--manifest", manifest, "--output", f"{b}/head",
+        "fit": ["jobs/curate.py", "fit", "--input", manifest, "--output", f"{b}/head",
                 "--sample", "24"],
         # Small parts and blocks: the output commits progressively, so the node is lost with
         # work both done and pending.
@@ -143,7 +145,7 @@ def test_multinode_curate_and_train_survive_a_lost_worker(s3_bucket, tmp_path):
                   "--batch-size", "4"],
         # Two 1-CPU workers on a cluster of 1-CPU nodes: data parallel across two nodes, with
         # the checkpoints and the artifact on S3, the storage every node shares.
-        "train": ["jobs/train.py", "--stage", "reasoning", "--data",
+        "train": ["jobs/train.py", "--stage", "reasoning", "--input",
                   str(tmp_path / "sft" / "reasoning.jsonl"), "--model", "tiny",
                   "--output", f"{b}/artifact", "--storage-path", f"{b}/checkpoints",
                   "--name", "multinode", "--num-workers", "2", "--max-steps", "4",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from support import georay_ok
 
 from georay.protocol.calibration import apply_temperature
 from georay.protocol.predictions import PREDICTIONS_SCHEMA
@@ -64,10 +65,8 @@ def test_calibrate_then_evaluate(tmp_path):
     truth, vlm, plain = _world(tmp_path)
     model = tmp_path / "model"
     model.mkdir()
-    fit = _georay("calibrate", "--model", str(model), "--input", vlm, "--truth", truth,
-                  "--split", "val", "--method", "vlm")  # fmt: skip
-    assert fit.returncode == 0, fit.stderr
-    shown = json.loads(fit.stdout)
+    shown = json.loads(georay_ok("calibrate", "--model", str(model), "--input", vlm, "--truth",
+                                 truth, "--split", "val", "--method", "vlm"))  # fmt: skip
     assert shown["calibration"] == str(model / "calibration.json")
     assert shown["levels"]["country"]["rows"] == 400
     assert shown["levels"]["country"]["ece_after"] < shown["levels"]["country"]["ece_before"]

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support import georay_ok
 
 from georay.curate import (
-    BalanceConfig,
     DedupConfig,
     FitConfig,
     ScoreConfig,
-    balance,
     dedup,
     fit,
     score,
@@ -39,7 +38,7 @@ def scored(ray_session, tmp_path_factory) -> tuple[Path, Path]:
     generate_world(SynthConfig(output=str(root / "world"), n=48, countries=8, seed=0,
                                duplicates=8, corrupt=1, workers=1))  # fmt: skip
     manifest = root / "world" / "manifest.parquet"
-    fit(FitConfig(manifest=str(manifest), output=str(root / "head"), sample=48, batch_size=32))
+    fit(FitConfig(input=str(manifest), output=str(root / "head"), sample=48, batch_size=32))
     score(ScoreConfig(input=str(manifest), head=str(root / "head"), output=str(root / "score"),
                       embeddings=True, sha256=True, phash=True))  # fmt: skip
     return manifest, root / "score"
@@ -167,10 +166,14 @@ def test_dedup_needs_embeddings_and_a_finished_score(scored, tmp_path):
 def test_balance_caps_cells_and_counts_add_up(scored, tmp_path):
     _, score_out = scored
     deduped = tmp_path / "dedup"
-    dedup(DedupConfig(input=str(score_out), output=str(deduped), similarity=SIMILARITY))
+    # Both through the command line, as a user runs them.
+    georay_ok("curate", "dedup", "--input", str(score_out), "--output", str(deduped),
+              "--similarity", str(SIMILARITY))  # fmt: skip
     out = tmp_path / "balance"
-    summary = balance(BalanceConfig(input=str(score_out), dedup=str(deduped), output=str(out),
-                                    max_per_cell=1, h3_resolution=3, max_per_country=3))  # fmt: skip
+    summary = json.loads(georay_ok(
+        "curate", "balance", "--input", str(score_out), "--dedup", str(deduped), "--output",
+        str(out), "--max-per-cell", "1", "--h3-resolution", "3", "--max-per-country", "3",
+    ))  # fmt: skip
     curated = pq.read_table(score_out / "curated").to_pandas().set_index("image_id")
     decisions = pq.read_table(out / "decisions.parquet").to_pandas().set_index("image_id")
     kept = pq.read_table(out / "curated").to_pandas().set_index("image_id")
@@ -193,5 +196,5 @@ def test_balance_caps_cells_and_counts_add_up(scored, tmp_path):
     cells = (out / "cells.csv").read_text().splitlines()
     assert cells[0] == "cell,lat,lon,before,after" and len(cells) > 2
     assert (out / "balance.png").read_bytes()[:4] == b"\x89PNG"
-    before = decisions[decisions.reason != "duplicate"].groupby("cell").size().max()
-    assert summary["largest_cell"] == {"before": before, "after": 1} and before > 1
+    largest = int(decisions[decisions.reason != "duplicate"].groupby("cell").size().max())
+    assert largest > 1 and summary["largest_cell"] == {"before": largest, "after": 1}

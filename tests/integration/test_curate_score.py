@@ -67,7 +67,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def head(ray_session, world, tmp_path_factory):
     out = tmp_path_factory.mktemp("head")
-    info = fit(FitConfig(manifest=str(world), output=str(out), sample=120, batch_size=32))
+    info = fit(FitConfig(input=str(world), output=str(out), sample=120, batch_size=32))
     return out, info
 
 
@@ -215,7 +215,7 @@ def test_scoring_actor_killed_mid_job(ray_session, world, head, tmp_path):
 def test_driver_killed_and_rerun(world, head, tmp_path):
     """Kill the `georay curate score` process after some parts, rerun: one row per image_id."""
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "georay.cli", "curate", "score", "--manifest", str(world),
+    cmd = [sys.executable, "-m", "georay.cli", "curate", "score", "--input", str(world),
            "--head", str(head[0]), "--output", str(out), "--rows-per-part", "10",
            "--block-rows", "10", "--batch-size", "10"]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": "local"}
@@ -266,7 +266,7 @@ def test_fit_with_a_segmenter_teacher(ray_session, world, tmp_path):
     tiny_segformer(str(tmp_path / "seg"))
     table = read_manifest(str(world)).drop_columns(["ade20k_fractions"]).slice(0, 40)
     write_manifest(table, str(tmp_path / "m.parquet"))
-    cfg = FitConfig(manifest=str(tmp_path / "m.parquet"), output=str(tmp_path / "h"), sample=40,
+    cfg = FitConfig(input=str(tmp_path / "m.parquet"), output=str(tmp_path / "h"), sample=40,
                     segmenter=str(tmp_path / "seg"), teacher_side=64, batch_size=20)  # fmt: skip
     info = fit(cfg)
     assert info["teacher"] == f"segmenter:{tmp_path / 'seg'}"

@@ -64,3 +64,22 @@ def test_synth_world_on_s3(s3_bucket):
     assert first.startswith(f"s3://{s3_bucket}/world/images/")
     assert decode_image(read_bytes(first)).shape == (480, 640, 3)
     assert len(read_bytes(f"{out}/clues.jsonl").splitlines()) == 4
+
+
+def test_export_command_writes_the_merged_checkpoint_to_s3(s3_bucket, tmp_path):
+    """`georay export --output s3://...`: exported locally, uploaded, paths rewritten to S3."""
+    import json
+
+    import boto3
+    from support import georay_ok, two_stage_artifact_at
+
+    art = two_stage_artifact_at(tmp_path, "Which country and city is the image located?")
+    out = f"s3://{s3_bucket}/models/merged"
+    info = json.loads(georay_ok("export", "--model", str(art), "--output", out, "--lora-adapter"))
+    assert (info["merged"], info["base"], info["adapter"]) == (out, f"{out}/base",
+                                                               f"{out}/adapter")  # fmt: skip
+    listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="models/merged/")
+    keys = {o["Key"].removeprefix("models/merged/") for o in listed["Contents"]}
+    assert {"config.json", "georay.json", "base/georay.json", "adapter/georay.json"} <= keys
+    record = json.loads(read_bytes(f"{out}/georay.json"))
+    assert [s["stage"] for s in record["stages"]] == ["reasoning", "location"]

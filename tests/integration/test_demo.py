@@ -7,18 +7,21 @@ import h3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import georay_ok
 
-from georay.demo import DemoConfig, run_demo
-from georay.demo.run import summary_table
+from georay.demo import DemoConfig
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def demo(ray_session, tmp_path_factory):
+    """`georay demo` through the command line, once; (its config, its summary.json, what it
+    printed)."""
     cfg = DemoConfig(output=str(tmp_path_factory.mktemp("demo") / "run"))
-    out = run_demo(cfg)
-    return cfg, out
+    shown = georay_ok("demo", "--output", cfg.output)
+    out = json.loads(Path(cfg.output, "summary.json").read_text())
+    return cfg, out | {"shown": shown}
 
 
 def _test_rows(run):
@@ -81,7 +84,7 @@ def test_report_and_summary(demo):
     report = Path(run, "report", "report.md").read_text()
     assert "country" in report.lower()
     assert list(Path(run, "report").glob("*.png"))
-    table = summary_table(out)
+    table = out["shown"]  # what `georay demo` printed
     for stage in ("synth", "curate_score", "curate_dedup", "curate_balance", "predict"):
         assert stage in table
     assert f"{run}/report/report.md" in table
@@ -96,5 +99,5 @@ def test_baselines_side_by_side(demo):
     assert knn["country"]["correct"] / knn["n"] > 3 / cfg.countries  # retrieval beats chance
     header = "| figure | vlm | zeroshot | knn |"
     assert header in Path(out["run"], "report", "report.md").read_text()
-    assert header in summary_table(out)
+    assert header in out["shown"]
     assert out["baseline_knn"]["gallery_split"] == "train"

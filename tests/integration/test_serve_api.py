@@ -49,20 +49,21 @@ def urls(ray_session, tmp_path_factory):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     common = dict(model=str(model), max_new_tokens=8, cpus_per_replica=0.2)
     main = ServeConfig(
-        **common, num_replicas=2, max_batch_size=4, max_image_pixels=2_000_000,
+        **common, num_replicas=2, batch_size=4, max_image_pixels=2_000_000,
         max_request_bytes=1 << 20,
     )  # fmt: skip
     mp = pytest.MonkeyPatch()
     mp.setenv("GEORAY_TEST_API_KEY", KEY)  # read by build_app: only its digest reaches replicas
     guarded = ServeConfig(
-        **common, api_key_env="GEORAY_TEST_API_KEY", allow_url_fetch=True, max_batch_size=1,
+        **common, api_key_env="GEORAY_TEST_API_KEY", allow_url_fetch=True, batch_size=1,
         max_ongoing_requests=1, max_queued_requests=1,
     )  # fmt: skip
     try:
         serve.run(build_app(main), name="main", route_prefix="/")
         serve.run(build_app(guarded), name="guarded", route_prefix="/guarded")
         mp.undo()
-        yield {"main": f"http://127.0.0.1:{port}", "guarded": f"http://127.0.0.1:{port}/guarded"}
+        yield {"main": f"http://127.0.0.1:{port}", "guarded": f"http://127.0.0.1:{port}/guarded",
+               "model": str(model)}  # fmt: skip
     finally:
         mp.undo()
         serve.shutdown()
@@ -165,7 +166,7 @@ def test_page_and_its_static_files_need_no_key(urls, client):
 def test_config_tells_the_page_about_auth_and_limits_without_secrets(urls, client):
     main = client.get(urls["main"] + "/v1/config").json()
     assert main == {
-        "model": main["model"], "engine": "hf", "auth": False, "max_request_bytes": 1 << 20,
+        "model": urls["model"], "engine": "hf", "auth": False, "max_request_bytes": 1 << 20,
         "max_image_pixels": 2_000_000, "allow_url_fetch": False, "h3_resolution": 5,
     }  # fmt: skip
     guarded = client.get(urls["guarded"] + "/v1/config")

@@ -29,7 +29,7 @@ def test_config_is_a_valid_serve_config_for_our_app():
     cfg = ServeConfig(**app["args"])  # every arg is a ServeConfig field, and valid
     (deployment,) = app["deployments"]
     assert deployment["name"] == DEPLOYMENT_NAME
-    assert deployment["max_ongoing_requests"] >= cfg.max_batch_size
+    assert deployment["max_ongoing_requests"] >= cfg.batch_size
     assert cfg.api_key_env is None and cfg.allow_url_fetch is False  # safe defaults
 
 

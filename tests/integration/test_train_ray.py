@@ -55,7 +55,7 @@ def world(tmp_path_factory):
 def _cfg(world, out, **kw):
     values = dict(
         stage="reasoning",
-        data=str(world / "reasoning.jsonl"),
+        input=str(world / "reasoning.jsonl"),
         model="tiny",
         output=str(out),
         lr=3e-3,
@@ -107,7 +107,7 @@ def test_stage_two_on_s3_stacks_on_stage_one_and_resumes(ray_session, world, tmp
     out, storage = f"s3://{s3_bucket}/stage2", f"s3://{s3_bucket}/checkpoints"
     stage2 = dict(
         stage="location",
-        data=str(world / "location.jsonl"),
+        input=str(world / "location.jsonl"),
         model=one["artifact"],
         output=out,
         storage_path=storage,

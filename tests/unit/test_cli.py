@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from georay.cli import build_parser
@@ -29,20 +30,52 @@ def test_every_stage_has_a_subcommand():
     assert set(STAGES) <= set(_subcommands(build_parser()))
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_help_says_what_each_stage_does(stage):
-    choice = _subcommands(build_parser())[stage]
-    assert (choice.description or choice.format_help()).strip()
+def _command_parsers() -> dict:
+    """Every command's own parser, by path (``"curate fit"``), groups included."""
+    found = {}
+    for name, sub in _subcommands(build_parser()).items():
+        found[name] = sub
+        inner = next((a.choices for a in sub._actions if isinstance(a.choices, dict)), {})
+        found |= {f"{name} {s}": p for s, p in inner.items()}
+    return found
 
 
-def test_demo_flags_are_the_config_fields():
+@pytest.mark.parametrize("path", sorted(_command_parsers()))
+def test_help_says_what_each_command_does(path):
+    # The description is the command's own text (help= or description=), empty when neither
+    # was written: format_help() would never be.
+    assert _command_parsers()[path].description.strip()
+
+
+def test_every_commands_flags_are_its_config_fields():
     from dataclasses import fields
 
-    from georay.demo.config import DemoConfig
+    from georay.config import flag
 
-    demo = _subcommands(build_parser())["demo"]
-    flags = {opt for a in demo._actions for opt in a.option_strings}
-    assert {"--" + f.name.replace("_", "-") for f in fields(DemoConfig)} <= flags
+    for path, parser in _command_parsers().items():
+        command = parser.get_default("command")
+        if command is None:  # a group
+            continue
+        flags = {opt for a in parser._actions for opt in a.option_strings}
+        dests = {a.dest for a in parser._actions}
+        for f in fields(command.config):
+            assert flag(f.name) in flags or (f.metadata.get("positional") and f.name in dests), (
+                path, f.name)  # fmt: skip
+
+
+def test_inspect_prints_one_json_line_per_image(tmp_path):
+    import json
+
+    from support import georay_ok
+
+    from georay.data.images import encode_jpeg
+
+    image = tmp_path / "a.jpg"
+    image.write_bytes(encode_jpeg(np.zeros((48, 64, 3), np.uint8)))
+    (line,) = georay_ok("inspect", str(image)).splitlines()
+    found = json.loads(line)
+    assert (found["format"], found["width"], found["height"], found["lat"]) == ("JPEG", 64, 48,
+                                                                                None)  # fmt: skip
 
 
 def test_console_script_runs():

@@ -70,7 +70,7 @@ def test_configs_validate():
     with pytest.raises(ValueError, match="threshold"):
         ScoreConfig(head="h", output="o", input="dir", threshold=1.5)
     with pytest.raises(ValueError, match="segmenter"):
-        FitConfig(manifest="m", output="o", teacher="segmenter")
+        FitConfig(input="m", output="o", teacher="segmenter")
     assert ScoreConfig(head="h", output="o", input="s3://b/x.tar").input == "s3://b/x.tar"
 
 
@@ -87,7 +87,7 @@ def test_cli_flags_and_preset_map_to_fields(tmp_path):
             "fit",
             "--preset",
             str(preset),
-            "--manifest",
+            "--input",
             "m.parquet",
             "--output",
             "h",

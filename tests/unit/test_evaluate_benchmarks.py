@@ -12,7 +12,7 @@ import h3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from support import IM2GPS3K_COLUMNS, OSV5M_COLUMNS, im2gps3k_row, osv5m_row
+from support import IM2GPS3K_COLUMNS, OSV5M_COLUMNS, georay_ok, im2gps3k_row, osv5m_row
 
 from georay.cli import main
 from georay.evaluate import EvaluateConfig, evaluate
@@ -97,16 +97,14 @@ def test_unknown_truth_layout_is_one_error_line(tmp_path, capsys):
     assert main([*argv, "--truth-columns", "id=photo,lat=y,lon=x", "--no-plots"]) == 0
 
 
-def test_methods_side_by_side(tmp_path, capsys):
+def test_methods_side_by_side(tmp_path):
     truth, pred = _write_osv(tmp_path)
     oracle = tmp_path / "oracle.csv"
     oracle.write_text("image_id,lat,lon,country\n"
                       + "".join(f"{r[0]},{r[1]},{r[2]},{r[3]}\n" for r in OSV))  # fmt: skip
     out = tmp_path / "r"
-    argv = ["evaluate", "--truth", truth, "--output", str(out), "--predictions",
-            f"vlm={pred}", f"oracle={oracle}"]  # fmt: skip
-    assert main(argv) == 0
-    shown = capsys.readouterr().out
+    shown = georay_ok("evaluate", "--truth", truth, "--output", str(out), "--predictions",
+                      f"vlm={pred}", f"oracle={oracle}")  # fmt: skip
     assert "| figure | vlm | oracle |" in shown and "| < 25 km | 0.5000 | 1.0000 |" in shown
     m = json.loads((out / "metrics.json").read_text())
     assert list(m["methods"]) == ["vlm", "oracle"] and m["primary_method"] == "vlm"

@@ -61,14 +61,16 @@ def test_crimea_follows_geonames(gaz):
     assert gaz.reverse(44.95, 34.10).country_code[0] == "UA"
 
 
-def test_ten_thousand_lookups_fast(gaz):
+def test_ten_thousand_lookups_in_one_call_match_single_lookups(gaz):
+    # Speed is benchmarks/geo.py's; here: the vectorised call answers as one-at-a-time calls do.
     rng = np.random.default_rng(0)
     lat, lon = rng.uniform(-90, 90, 10_000), rng.uniform(-180, 180, 10_000)
-    t = time.perf_counter()
     r = gaz.reverse(lat, lon)
-    dt = time.perf_counter() - t
-    print(f"10k reverse lookups {dt * 1000:.1f} ms")
-    assert len(r) == 10_000 and dt < 1.0
+    assert len(r) == 10_000
+    for i in rng.choice(10_000, 20, replace=False):
+        one = gaz.reverse(lat[i], lon[i])
+        assert one.country_code[0] == r.country_code[i]
+        assert one.distance_km[0] == pytest.approx(r.distance_km[i])
 
 
 @pytest.mark.parametrize("text", ["Zurich", "Zürich, Switzerland", "zurich , CH", "ZÜRICH"])

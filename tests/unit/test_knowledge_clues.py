@@ -191,12 +191,11 @@ def test_config_validation():
 
 
 def test_cli(tmp_path):
-    from georay.cli import main
+    from support import georay_ok
 
     out = tmp_path / "cli"
-    argv = ["knowledge", "--clues", _write(tmp_path, "jsonl"), "--output", str(out),
-            "--min-city-population", "50000"]  # fmt: skip
-    assert main(argv) == 0
+    georay_ok("knowledge", "--clues", _write(tmp_path, "jsonl"), "--output", str(out),
+              "--min-city-population", "50000")  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reasoning"]["kept"] == 7
     assert summary["config"]["min_city_population"] == 50000

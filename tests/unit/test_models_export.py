@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from support import two_stage_artifact_at
+from support import georay_ok, two_stage_artifact_at
 
 from georay.models import artifact
 from georay.models.export import export_merged, read_export
@@ -57,7 +59,9 @@ def test_merged_export_loads_plainly_and_gives_the_artifacts_tokens(two_stage_ar
 def test_lora_stage2_export_is_a_stage1_base_plus_the_last_adapter(two_stage_artifact, tmp_path):
     from peft import PeftModel
 
-    info = export_merged(str(two_stage_artifact), str(tmp_path / "out"), lora_stage2=True)
+    # `georay export` itself, on a local folder (test_data_s3.py writes to S3 with it).
+    info = json.loads(georay_ok("export", "--model", str(two_stage_artifact), "--output",
+                                str(tmp_path / "out"), "--lora-adapter"))  # fmt: skip
     assert read_export(info["base"])["merged"] == ["reasoning"]
     base, processor = load_vlm(info["base"])
     # The adapter unmerged on top of the stage-1 base, as a LoRA server runs it.

@@ -163,11 +163,11 @@ def test_size_limit_with_and_without_content_length(server):
 
 
 def test_deadline_covers_a_slow_drip(server):
-    start = time.monotonic()
+    # /slow sends a byte every 50 ms for 2 s, then ends: a deadline per read would let it
+    # through (status 200); only a deadline over the whole fetch gives 504.
     with pytest.raises(FetchError) as err:
         fetch_url(server + "/slow", resolve=_loopback_ok, timeout_s=0.5)
     assert err.value.status == 504
-    assert time.monotonic() - start < 1.5
 
 
 def test_http_errors_are_400(server):

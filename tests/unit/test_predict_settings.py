@@ -31,12 +31,12 @@ def test_predict_flags_map_to_fields(tmp_path):
 
 def test_serve_flags_map_to_fields():
     args = build_parser().parse_args(
-        ["serve", "--model", "m", "--port", "9000", "--max-batch-size", "4",
+        ["serve", "--model", "m", "--port", "9000", "--batch-size", "4",
          "--api-key-env", "KEY_VAR", "--allow-url-fetch"]
     )  # fmt: skip
     cfg = from_args(ServeConfig, args)
-    assert (cfg.port, cfg.max_batch_size, cfg.api_key_env) == (9000, 4, "KEY_VAR")
-    assert cfg.max_ongoing_requests == 8  # default: 2 * max_batch_size
+    assert (cfg.port, cfg.batch_size, cfg.api_key_env) == (9000, 4, "KEY_VAR")
+    assert cfg.max_ongoing_requests == 8  # default: 2 * batch_size
     assert cfg.allow_url_fetch is True
 
 
@@ -64,8 +64,8 @@ def test_predict_config_validation(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(max_batch_size=16, max_ongoing_requests=8), "max_ongoing_requests"),
-        (dict(max_batch_size=0), "max_batch_size"),
+        (dict(batch_size=16, max_ongoing_requests=8), "max_ongoing_requests"),
+        (dict(batch_size=0), "batch_size"),
         (dict(num_replicas=0), "num_replicas"),
         (dict(max_request_bytes=10), "max_request_bytes"),
         (dict(route_prefix="api"), "route_prefix"),

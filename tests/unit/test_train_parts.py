@@ -18,6 +18,7 @@ from georay.train.config import TrainConfig
 from georay.train.data import EncodedExamples, load_examples, micro_batches
 from georay.train.loop import (
     Worker,
+    assemble,
     make_optimizer,
     restore_checkpoint,
     save_checkpoint,
@@ -29,7 +30,7 @@ PRESETS = Path(__file__).resolve().parents[2] / "georay" / "train" / "presets"
 
 
 def _cfg(**kw) -> TrainConfig:
-    values = dict(stage="location", data="d.jsonl", model="tiny", output="/tmp/out")
+    values = dict(stage="location", input="d.jsonl", model="tiny", output="/tmp/out")
     return TrainConfig(**{**values, **kw})
 
 
@@ -49,7 +50,7 @@ def test_cli_flags_and_presets_map_to_the_config():
     parser = argparse.ArgumentParser()
     add_dataclass_args(parser, TrainConfig)
     args = parser.parse_args(
-        ["--preset", str(PRESETS / "tiny_reasoning.yaml"), "--data", "r.jsonl", "--output", "o",
+        ["--preset", str(PRESETS / "tiny_reasoning.yaml"), "--input", "r.jsonl", "--output", "o",
          "--model", "base", "--lora-targets", "q_proj,v_proj", "--max-steps", "7"]
     )  # fmt: skip
     cfg = from_args(TrainConfig, args)
@@ -62,6 +63,7 @@ def test_cli_flags_and_presets_map_to_the_config():
                            "--model", "art", "--output", "o"]),
     )  # fmt: skip
     assert location.stage == "location" and location.model == "art"
+    assert location.input.endswith("/l")  # --data: the old spelling of --input
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +120,14 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 def test_step_and_checkpoint_round_trip(examples, tmp_path):
     tiny_qwen2vl(save_dir=tmp_path / "base")
-    cfg = _cfg(finetune="lora", lora_r=4, lr=3e-3, batch_size=2, grad_accum=2, max_steps=4)
-    model, processor = setup_model(cfg, str(tmp_path / "base"))
+    cfg = _cfg(finetune="lora", lora_r=4, lr=3e-3, batch_size=2, grad_accum=2, max_steps=4,
+               input=str(examples), max_length=512)  # fmt: skip
+    # The one-process trainer, as each Ray Train worker and the benchmarks build it.
+    t = assemble(cfg, str(tmp_path / "base"))
+    model, processor, optimizer, scheduler = t.model, t.processor, t.optimizer, t.scheduler
+    assert t.steps == 4 and t.val is None and len(t.data) == 11
     assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
-    data = EncodedExamples(load_examples(str(examples)), processor, 512)
-    batches = micro_batches(
-        data, batch_size=2, rank=0, world_size=1, seed=0, start=0, pad_token_id=0
-    )
-    optimizer, scheduler = make_optimizer(model, cfg, 4)
-    metrics = train_step(model, optimizer, scheduler, batches, cfg, torch.device("cpu"))
+    metrics = train_step(model, optimizer, scheduler, t.batches(cfg), cfg, torch.device("cpu"))
     assert metrics["loss"] > 0 and metrics["tokens"] > metrics["loss_tokens"] > 0
     (tmp_path / "ck").mkdir()
     worker = Worker(cfg, model, optimizer, scheduler, processor, rank=0, world=1)

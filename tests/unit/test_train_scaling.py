@@ -14,7 +14,7 @@ from georay.train.loop import setup_model
 
 
 def _cfg(**kw) -> TrainConfig:
-    values = dict(stage="location", data="d.jsonl", model="tiny", output="/tmp/out")
+    values = dict(stage="location", input="d.jsonl", model="tiny", output="/tmp/out")
     return TrainConfig(**{**values, **kw})
 
 
@@ -110,7 +110,7 @@ def test_shipped_presets_resolve_by_name_and_are_listed_in_help():
     assert all(name in " ".join(train.format_help().split()) for name in names)
     for name in ("qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b"):
         args = train.parse_args(
-            ["--preset", name, "--stage", "reasoning", "--data", "d", "--output", "o"]
+            ["--preset", name, "--stage", "reasoning", "--input", "d", "--output", "o"]
         )
         cfg = from_args(TrainConfig, args, "georay.train")
         # The paper's settings, bf16 on GPUs, the vision tower frozen, a bounded image size.
@@ -120,6 +120,6 @@ def test_shipped_presets_resolve_by_name_and_are_listed_in_help():
             16,
             0.05,
         )
-        assert (cfg.lr, cfg.epochs, cfg.max_steps, cfg.use_gpu) == (1e-5, 5, 0, True)
+        assert (cfg.lr, cfg.epochs, cfg.max_steps, cfg.gpus_per_worker) == (1e-5, 5, 0, 1)
         assert cfg.batch_size * cfg.grad_accum * cfg.num_workers == 80
         assert not cfg.train_vision and cfg.max_pixels > 0 and cfg.model.startswith("Qwen/")
