@@ -28,7 +28,7 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image
 
-from georay.data.images import (
+from georay.data.pixels import (
     ImageDecodeError,
     ImageHeader,
     check_pixels,
