@@ -59,17 +59,18 @@ def _prepare(cfg: DemoConfig) -> Path:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; return the per-stage summaries and the report metrics."""
-    from georay.baseline import KnnConfig, ZeroShotConfig, knn, zeroshot
-    from georay.curate import (
-        BalanceConfig,
-        DedupConfig,
-        FitConfig,
-        ScoreConfig,
-        balance,
-        dedup,
-        fit,
-        score,
-    )
+    # The functions from their own modules, not the packages' lazy exports: once a submodule
+    # such as georay.curate.balance has been imported (the CLI's "module:function" does), Python
+    # binds the package attribute "balance" to that module, and `from georay.curate import
+    # balance` in the same process then gets the module, not the function.
+    from georay.baseline import KnnConfig, ZeroShotConfig
+    from georay.baseline.knn import knn
+    from georay.baseline.zeroshot import zeroshot
+    from georay.curate import BalanceConfig, DedupConfig, FitConfig, ScoreConfig
+    from georay.curate.balance import balance
+    from georay.curate.dedup import dedup
+    from georay.curate.fit import fit
+    from georay.curate.score import score
     from georay.evaluate import EvaluateConfig, evaluate
     from georay.knowledge import KnowledgeConfig, build
     from georay.predict import PredictConfig, predict
