@@ -446,7 +446,7 @@ def bench_phash_quality(sub: Path) -> dict:
 
     manifest, kind_of, plain = reupload_world(sub / "reupload-world")
     head = sub / "reupload-head"
-    fit(FitConfig(manifest=str(manifest), output=str(head), sample=160, batch_size=32))
+    fit(FitConfig(input=str(manifest), output=str(head), sample=160, batch_size=32))
     scored = sub / "reupload-score"
     score(ScoreConfig(input=str(manifest), head=str(head), output=str(scored), sha256=True,
                       embeddings=True, phash=True))  # fmt: skip
