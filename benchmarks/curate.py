@@ -488,7 +488,7 @@ def phash_report(results: dict, started: float, load_start: float) -> str:
         f"Command: `{command}`  ",
         f"Machine: {common_machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"{(time.time() - started) / 60:.1f} min; 1-min load average {load_start:.1f} at the "
-        f"start, {os.getloadavg()[0]:.1f} at the end (shared machine).",
+        f"start, {os.getloadavg()[0]:.1f} at the end.",
         "",
         f"Cost: `georay.curate.score` of {sp['n']} synthetic 640x480 JPEGs, small encoder (side "
         "224, decoding dominates), `--decode tasks`, 4 runs interleaved without, with, with, "
