@@ -32,17 +32,32 @@ class Tally:
         return counts
 
 
+_driver_handle = None
+
+
 def start():
-    """Driver: the job's tally actor, started or found, and emptied; returns its handle."""
+    """Driver: the job's tally actor, started or found, and emptied; returns its handle.
+
+    The driver keeps its handle for good: a failed job's handle, dropped, would otherwise let Ray
+    destroy the actor just as the next job of the same driver finds it by name (that job's
+    ``take`` then met a dead actor). It still dies with the driver.
+    """
     import ray
 
-    actor = (
-        ray.remote(num_cpus=0)(Tally)
-        .options(name=ACTOR_NAME, get_if_exists=True, max_concurrency=1)
-        .remote()
-    )
-    ray.get(actor.take.remote())
-    return actor
+    global _driver_handle
+    for _ in range(2):  # a handle of an earlier Ray session (shutdown, init again) is stale
+        if _driver_handle is None:
+            _driver_handle = (
+                ray.remote(num_cpus=0)(Tally)
+                .options(name=ACTOR_NAME, get_if_exists=True, max_concurrency=1)
+                .remote()
+            )
+        try:
+            ray.get(_driver_handle.take.remote())
+            return _driver_handle
+        except Exception:
+            _driver_handle = None
+    raise RuntimeError("could not start the job's tally actor")
 
 
 def add(counts: dict[str, float]) -> None:
