@@ -188,8 +188,47 @@ class Batched(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        at_least(self, 1, "batch_size")
+
+
+def at_least(config: Any, minimum: float, *names: str) -> None:
+    """Raise ``ValueError`` naming the first of the fields ``names`` below ``minimum``."""
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {getattr(config, name)}")
+
+
+NO_CALIBRATION = "none"
+
+
+@dataclasses.dataclass(kw_only=True)
+class Confident(Config):
+    """A command that writes predictions rows with confidences (issue 20): the one declaration
+    of ``--top-k`` and ``--min-confidence`` (the baselines; predict and serve)."""
+
+    # 5 = georay.protocol.predictions.DEFAULT_TOP_K (this module sits below protocol; a unit
+    # test holds the two equal).
+    top_k: int = option(5, help="places kept in each row's candidates, the answer first")
+    min_confidence: float = option(
+        0.0,
+        help="rows whose (calibrated) country confidence is under this are marked abstained; "
+        "they keep their answer and candidates (0 = never abstain)",
+    )
+    calibration: str = option(
+        "",
+        help="calibration.json (or the folder or s3:// prefix holding one) applied to the "
+        "confidences; default: the one `georay calibrate` stored next to the model (the VLM "
+        "artifact, the kNN --gallery, a zero-shot --encoder folder), raw probabilities where "
+        f"there is none; '{NO_CALIBRATION}' = raw probabilities",
+        path="model",  # "none" stays a word; a local path is made absolute
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not 0.0 <= self.min_confidence <= 1.0:  # NaN fails too
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
 
 
 def flag(name: str) -> str:

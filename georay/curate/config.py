@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import Config, RayConfig, option
+from georay.config import Config, RayConfig, at_least, option
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
 from georay.data.phash import DEFAULT_MAX_DISTANCE
 from georay.pipeline.settings import BulkSettings, PoolSettings, TorchThreads
@@ -44,8 +44,7 @@ class FitConfig(PoolSettings, TorchThreads):
             raise ValueError("teacher='segmenter' needs --segmenter PATH_OR_ID")
         if not 0 < self.holdout < 1:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
-        if self.sample < 20:
-            raise ValueError(f"sample must be >= 20, got {self.sample}")
+        at_least(self, 20, "sample")
 
 
 @dataclass(kw_only=True)
@@ -80,8 +79,7 @@ class ScoreConfig(BulkSettings, TorchThreads):
         super().__post_init__()
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.bins < 1:
-            raise ValueError("bins must be >= 1")
+        at_least(self, 1, "bins")
         if self.decode not in ("tasks", "actor"):
             raise ValueError(f"decode must be tasks or actor, not {self.decode!r}")
 
@@ -137,11 +135,8 @@ class DedupConfig(RayConfig):
             raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")
         if not 0 <= self.hamming <= 32:
             raise ValueError(f"hamming must be in 0..32, got {self.hamming}")
-        for name in ("neighbours", "exact_rows", "nprobe", "rows_per_part"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_block_rows < 2:
-            raise ValueError(f"max_block_rows must be >= 2, got {self.max_block_rows}")
+        at_least(self, 1, "neighbours", "exact_rows", "nprobe", "rows_per_part")
+        at_least(self, 2, "max_block_rows")
 
 
 @dataclass(kw_only=True)
@@ -159,9 +154,7 @@ class BalanceConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_per_cell < 1:
-            raise ValueError(f"max_per_cell must be >= 1, got {self.max_per_cell}")
-        if self.max_per_country < 0:
-            raise ValueError(f"max_per_country must be >= 0, got {self.max_per_country}")
+        at_least(self, 1, "max_per_cell")
+        at_least(self, 0, "max_per_country")
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError(f"h3_resolution must be in 0..15, got {self.h3_resolution}")

@@ -27,20 +27,15 @@ How (each step scales with rows, never with pairs of rows)::
     driver: commit whole blocks as parts -> exact copies follow their keeper's fate -> summary
 
 What it can miss: near duplicates in different blocks (a view re-uploaded with other
-coordinates; two frames either side of a cell edge: at resolution 3, cells ~60 km across,
-about 0.3% of pairs 100 m apart), and what :mod:`georay.curate.duplicates` says about
-neighbours and IVF. Memory: the driver holds ~130 bytes of Arrow metadata per row and peaks at
-~350 while it groups (measured at 500K rows; 5M rows: about 2 GB), never an embedding; a block
-task holds its block's embeddings (a 500K-view block of 512-d float32: 1 GB, plus as much again
-for its index), and the shuffle spills to disk beyond the object store.
+coordinates; two frames either side of a cell edge: at resolution 3, about 0.3% of pairs 100 m
+apart), and what :mod:`georay.curate.duplicates` says about neighbours and IVF. Memory: the
+driver holds ~130 bytes of Arrow metadata per row, ~350 while it groups (5M rows: about 2 GB),
+never an embedding; a block task holds its block's embeddings and index (a 500K-view block of
+512-d float32: 2 GB); the shuffle spills to disk beyond the object store.
 
-The job skeleton's pieces (:mod:`georay.pipeline.record`): the ``job.json`` guard (``open_job``), parts
-committed by ``stream_to_parts``, ``summary.json`` by ``finish_job`` (which fails the job when
-the decisions do not cover every scored row exactly once).
-
-Resuming: rows are committed through :class:`georay.pipeline.PartWriter` in parts that hold
-whole blocks, so a rerun skips the committed rows and recomputes only unfinished blocks, with
-the same members (k-means centroids are saved under ``OUT/_split/`` before any block runs).
+Built on the skeleton's pieces (:mod:`georay.pipeline.record`). Parts hold whole blocks, so a
+rerun recomputes only unfinished blocks, with the same members (k-means centroids are saved
+under ``OUT/_split/`` before any block runs).
 """
 
 from __future__ import annotations

@@ -5,22 +5,17 @@ Pure functions (NumPy, pyarrow, faiss, scipy), no Ray; the resumable job around 
 :mod:`georay.curate.dedup`. One keeper rule everywhere: the most locatable row of a group wins,
 ties go to the smallest ``image_id``, so the outcome never depends on row order.
 
-Near duplicates: embeddings are L2-normalised, so inner product = cosine. Each row's ``k``
-nearest neighbours in its block are searched with faiss (exact ``IndexFlatIP`` up to
-``exact_rows`` rows, an ``IndexIVFFlat`` above: :func:`georay.data.vectors.build_index`);
-neighbour pairs at or above the threshold are edges. Perceptual copies: every pair of the block
-whose hashes are within the Hamming distance is an edge too (found by multi-index hashing, not
-by comparing all pairs). Every connected component of that one graph is one duplicate group.
-Limits, by design:
+Edges: each row's ``k`` nearest neighbours in its block at or above the cosine threshold
+(:func:`georay.data.vectors.build_index`), and every pair whose hashes are within the Hamming
+distance (multi-index hashing, not all pairs). Each connected component of that one graph is a
+duplicate group. Limits, by design:
 
-* a component can chain: A~B and B~C put A and C in one group even when A and C are further
-  apart than the threshold (consecutive frames of a slow drive collapse to one). ``similarity``
-  reports each dropped row's cosine to its keeper, so chained rows show it;
-* only the ``k`` nearest neighbours of a row become edges: a row with more than ``k``
-  duplicates still joins their group through them, but two groups linked only by its
+* a component can chain: A~B and B~C group A and C even when they are further apart than the
+  threshold (frames of a slow drive collapse to one); ``similarity`` (each dropped row's cosine
+  to its keeper) shows it;
+* only the ``k`` nearest neighbours become edges: two groups linked only by a row's
   ``(k+1)``-th neighbour stay apart;
-* above ``exact_rows`` the IVF index visits ``nprobe`` of its lists per query, so a pair whose
-  rows fall in lists not visited is missed (rare for near duplicates, which sit close together).
+* an IVF index (above ``exact_rows``) misses a pair whose rows fall in lists it did not visit.
 """
 
 from __future__ import annotations
@@ -67,12 +62,8 @@ def best_first(ids: np.ndarray, locatability: np.ndarray, groups: np.ndarray | N
 
 def exact_keepers(table: pa.Table) -> np.ndarray:
     """For each row of ``table`` (``image_id``, ``sha256``, ``locatability``), the index of the
-    row that represents its bytes: itself unless another row with the same ``sha256`` wins the
-    keeper rule. Rows without a hash represent themselves.
-
-    Sorting happens in Arrow (hex digests never become Python or NumPy strings), so this stays
-    cheap at millions of rows.
-    """
+    row that represents its bytes: the keeper among the rows with its ``sha256`` (itself when
+    it has none). Sorted in Arrow, so hex digests never become Python strings."""
     n = table.num_rows
     keeper = np.arange(n)
     order = pc.sort_indices(
@@ -88,11 +79,16 @@ def exact_keepers(table: pa.Table) -> np.ndarray:
     if hashed < 2:
         return keeper
     order, sha = order[:hashed], sha.slice(0, hashed)
-    new = np.ones(hashed, dtype=bool)
-    new[1:] = ~pc.equal(sha.slice(1), sha.slice(0, hashed - 1)).to_numpy(zero_copy_only=False)
-    first = np.maximum.accumulate(np.where(new, np.arange(hashed), 0))
-    keeper[order] = order[first]
+    same = pc.equal(sha.slice(1), sha.slice(0, hashed - 1)).to_numpy(zero_copy_only=False)
+    keeper[order] = _run_heads(order, same)
     return keeper
+
+
+def _run_heads(order: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """The first row of each row's run in ``order`` (``same[i]``: ``order[i + 1]`` is in the
+    run of ``order[i]``), i.e. its keeper when each run is sorted best first."""
+    start = np.r_[True, ~same]
+    return order[np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))]
 
 
 def near_pairs(
@@ -120,10 +116,9 @@ def hash_pairs(codes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nda
     """Pairs ``(i, j)``, ``i < j``, of binary codes ``(n, bytes)`` (uint8) at Hamming distance
     ``<= max_distance``: every such pair, never comparing all pairs.
 
-    faiss' multi-index hashing: the bits are cut into ``max_distance + 1`` substrings, one hash
-    table each; two codes within ``max_distance`` bits agree exactly on at least one substring
-    (pigeonhole), so looking up each code's substrings finds every pair, and only codes that share
-    a substring are compared.
+    faiss' multi-index hashing: with the bits cut into ``max_distance + 1`` substrings, two
+    codes within ``max_distance`` bits agree on at least one (pigeonhole), so only codes that
+    share a substring are compared.
     """
     import faiss
 
@@ -162,14 +157,12 @@ def near_groups(
     ----------
     ids, locatability
         ``image_id`` and score of each row (the keeper rule).
-    x
-        Embeddings ``(n, dim)`` (normalised here), or None: no embedding edges.
-    threshold
-        Cosine at or above which two rows are duplicates.
+    x, threshold
+        Embeddings ``(n, dim)`` (normalised here; None: no embedding edges) and the cosine at
+        or above which two rows are duplicates.
     codes, max_distance
-        Perceptual hashes ``(n, bytes)`` uint8 and the Hamming distance at or below which two
-        rows are copies (:func:`hash_pairs`), or None: no hash edges. Both kinds of edges join
-        one graph, so a group may mix them.
+        Perceptual hashes ``(n, bytes)`` uint8 (None: no hash edges) and the Hamming distance
+        at or below which two rows are copies.
     search
         ``k``, ``exact_rows``, ``nprobe``, ``seed`` of :func:`near_pairs`.
 
@@ -197,10 +190,8 @@ def near_groups(
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
     order = best_first(ids, locatability, comp)
-    start = np.ones(n, dtype=bool)
-    start[1:] = comp[order][1:] != comp[order][:-1]
     keeper = np.empty(n, dtype=np.int64)
-    keeper[order] = order[np.maximum.accumulate(np.where(start, np.arange(n), 0))]
+    keeper[order] = _run_heads(order, comp[order][1:] == comp[order][:-1])
     dropped = keeper != np.arange(n)
     similarity = np.full(n, np.nan, dtype=np.float32)
     if x is not None:
@@ -215,9 +206,8 @@ def near_groups(
 def split_block(x: np.ndarray, parts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means of ``x`` (normalised) into ``parts`` sub-blocks: (centroids, labels).
 
-    For a block too large for one task (e.g. a corpus without coordinates): near duplicates sit
-    close together and almost always fall to the same centroid; a pair split by a centroid
-    boundary is missed, as in SemDedup.
+    For a block too large for one task: near duplicates almost always fall to the same
+    centroid; a pair split by a centroid boundary is missed, as in SemDedup.
     """
     import faiss
 

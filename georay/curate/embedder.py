@@ -53,22 +53,10 @@ def load_encoder(spec: EncoderSpec, device: str = "cpu"):
 class Embedder:
     """Ray Data callable class: decoded ``pixels`` -> ``embedding`` [+ ``locatability``, teacher].
 
-    Parameters
-    ----------
-    encoder
-        :class:`EncoderSpec` as a dict.
-    head
-        Folder / prefix of a fitted head: adds ``locatability`` (float32, NaN on error rows).
-    segmenter
-        Segmenter path or id: adds ``teacher_locatability`` from predicted class areas.
-    keep_embedding
-        Return the ``embedding`` column (fit, embedding export) or drop it.
-    threads, per_node
-        torch intra-op threads; 0 = this node's CPUs (as Ray reports them) divided by
-        ``per_node``, the pool's actors on a node.
-    decode
-        :func:`georay.pipeline.load_images` arguments: fetch and decode in this actor, between
-        model calls, instead of in separate tasks (``--decode actor``).
+    ``encoder`` is an :class:`EncoderSpec` as a dict; a fitted ``head`` adds ``locatability``
+    (NaN on error rows), a ``segmenter`` ``teacher_locatability``. ``threads``: torch threads
+    (:func:`~georay.pipeline.stages.actor_threads`). ``decode``: :func:`load_images` arguments,
+    to fetch and decode in this actor between model calls (``--decode actor``).
     """
 
     def __init__(
@@ -84,10 +72,8 @@ class Embedder:
     ):
         import torch
 
-        if torch.cuda.is_available():
-            self.device = "cuda"
-        else:
-            self.device = "cpu"
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
             torch.set_num_threads(actor_threads(threads, per_node))
         self.visual, self.pre = load_encoder(EncoderSpec(**encoder), self.device)
         self.head = None

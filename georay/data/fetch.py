@@ -16,10 +16,8 @@ says which it was:
 * ``read failed, transient: ... (gave up after N attempts)``;
 * ``read failed, permanent: ...``.
 
-S3 is read with boto3 (one GET per object; pyarrow's input stream sends a HEAD first), with the
-client's own retries off so every retry is counted here; http(s) with the SSRF-safe
-:func:`georay.data.urls.fetch_url` (loopback and private addresses refused unless
-``allow_networks`` names them, size cap, deadline, redirects bounded and re-checked).
+S3 is read with boto3 (one GET per object; pyarrow's input stream sends a HEAD first), its own
+retries off so every retry is counted here; http(s) with :func:`georay.data.urls.fetch_url`.
 """
 
 from __future__ import annotations
@@ -34,22 +32,14 @@ from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
 
+from georay.config import at_least
 from georay.data.storage import filesystem_for, is_s3, s3_endpoint_region
 from georay.data.urls import FetchError, allowing_resolver, fetch_url
 
 # S3 error codes worth asking again (besides any 5xx): throttling and server-side timeouts.
-_S3_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "TooManyRequests",
-    }  # fmt: skip
-)
+_S3_TRANSIENT_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                                 "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
+                                 "TooManyRequests"})  # fmt: skip
 _BACKOFF_CAP_S = 10.0
 READ_FAILED = "read failed"
 MISSING_FILE = "missing file"
@@ -57,27 +47,22 @@ MISSING_FILE = "missing file"
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """How :func:`fetch_all` reads.
+    """How :func:`fetch_all` reads (the bulk jobs' ``--fetch-*`` and ``--url-*`` flags).
 
     Attributes
     ----------
-    concurrency
-        Reads in flight at once (per call).
+    concurrency, host_concurrency
+        Reads in flight at once per call, and to one http(s) host.
     attempts
         Tries per object when the error is transient (1 = no retry).
     backoff_s
-        Wait before the first retry; doubled for each further one (capped at 10 s), each wait
-        drawn between half and all of it so that many readers do not retry in step.
+        Wait before the first retry: doubled for each further one (:func:`backoff_s`).
     timeout_s
         Deadline of one try (connect and read; for http(s) the whole fetch with redirects).
     max_bytes
         Larger objects fail as ``file too large``.
-    host_concurrency
-        http(s) reads in flight to one host at once (per call).
-    allow_networks
-        CIDR networks that http(s) URLs may reach besides public addresses.
-    max_redirects
-        http(s) redirect hops followed, each re-checked.
+    allow_networks, max_redirects
+        CIDR networks http(s) URLs may reach besides public ones; redirect hops followed.
     """
 
     concurrency: int = 32
@@ -90,13 +75,10 @@ class FetchPolicy:
     max_redirects: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "attempts", "max_bytes", "host_concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.timeout_s <= 0 or self.backoff_s < 0:
-            raise ValueError("timeout_s must be > 0 and backoff_s >= 0")
-        if self.max_redirects < 0:
-            raise ValueError(f"max_redirects must be >= 0, got {self.max_redirects}")
+        at_least(self, 1, "concurrency", "attempts", "max_bytes", "host_concurrency")
+        at_least(self, 0, "backoff_s", "max_redirects")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         allowing_resolver(self.allow_networks)  # a bad CIDR fails here, not in a worker
 
 
@@ -151,10 +133,8 @@ _CLIENT_LOCK = threading.Lock()
 
 
 def _s3_client(pool: int, timeout_s: float):
-    """A boto3 S3 client for this process (thread-safe), its own retries off.
-
-    Made once by the first reader thread (it takes a second), not by each of them at once.
-    """
+    """The process's boto3 S3 client (thread-safe), made once by the first reader thread (it
+    takes a second), not by each of them at once."""
     with _CLIENT_LOCK:
         return _new_s3_client(pool, timeout_s)
 
@@ -314,14 +294,8 @@ class _Queue:
 
 
 def fetch_all(uris: Sequence[str], policy: FetchPolicy) -> tuple[list[Fetched], dict]:
-    """Read every URI of ``uris`` with up to ``policy.concurrency`` reads in flight.
-
-    Parameters
-    ----------
-    uris
-        Local paths, ``s3://`` URIs or ``http(s)://`` URLs, mixed freely.
-    policy
-        Concurrency, retries, limits (:class:`FetchPolicy`).
+    """Read every URI of ``uris`` (local, ``s3://``, ``http(s)://``, mixed freely) with up to
+    ``policy.concurrency`` reads in flight.
 
     Returns
     -------

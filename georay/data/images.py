@@ -13,10 +13,8 @@ side to ``side``, centre crop) and :func:`decode_fit` (VLMs: aspect kept, at mos
 ``max_pixels``).
 
 Formats: whatever Pillow reads (JPEG, PNG, WebP, AVIF, TIFF, ...), HEIC/HEIF through
-``pillow-heif`` (registered as a Pillow opener in :mod:`georay.data.pixels`, the one place:
-every decode in georay goes through it, so curate, predict, the baselines, inspect and serve all
-read it), and
-camera RAW files through :mod:`georay.data.raw`. The same pixel limit applies to all of them.
+``pillow-heif`` (registered in :mod:`georay.data.pixels`, which every decode in georay goes
+through), and camera RAW files through :mod:`georay.data.raw`, all under the same pixel limit.
 """
 
 from __future__ import annotations
@@ -107,22 +105,8 @@ def decode_image(
     *,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
-    """Decode encoded image bytes to an RGB array.
-
-    Parameters
-    ----------
-    data
-        Encoded bytes (JPEG, PNG, WebP, AVIF, HEIC, a camera RAW, ... see the module).
-    size
-        Target ``(width, height)``; ``None`` keeps the decoded size. When smaller than the image,
-        JPEGs use draft mode (DCT scaling to at least ``size``) before the final resize.
-    max_image_pixels
-        Decompression-bomb limit on ``width * height`` of the stored image.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W, 3)`` uint8 RGB, EXIF orientation applied.
+    """Decode encoded image bytes (any format of the module notes) to ``(H, W, 3)`` uint8 RGB,
+    EXIF orientation applied, resized to ``size`` = ``(width, height)`` when given.
 
     Raises
     ------
@@ -198,11 +182,8 @@ def centre_crop(pixels: np.ndarray, side: int) -> np.ndarray:
 def decode_square(
     data: bytes, side: int, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> np.ndarray:
-    """Decode to ``(side, side, 3)`` uint8: resize the short side to ``side``, centre crop.
-
-    The geometry of open_clip's ``Resize(side) + CenterCrop(side)``, through JPEG draft mode and
-    with no float conversion: normalisation happens batched on the model's device.
-    """
+    """Decode to ``(side, side, 3)`` uint8 with open_clip's ``Resize(side) + CenterCrop(side)``
+    geometry; no float conversion: normalisation happens batched on the model's device."""
     return centre_crop(decode_cover(data, side, max_image_pixels=max_image_pixels), side)
 
 
@@ -214,11 +195,8 @@ def decode_fit(
 
 
 def skip_reason(path: str) -> str | None:
-    """Why a file in a photo folder is not listed as an image (None: it is one), by its name.
-
-    By name, not content: listing an archive on S3 must not read every object. A file that is
-    named like an image but is not one still becomes an error row that says so.
-    """
+    """Why a file in a photo folder is not listed as an image (None: it is one), by its name:
+    listing an archive on S3 must not read every object (a misnamed file becomes an error row)."""
     name = posixpath.basename(str(path).replace("\\", "/"))
     if name.startswith("._"):
         return "macOS AppleDouble file (._*)"

@@ -44,11 +44,10 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from georay.data.images import IMAGE_SUFFIXES
-from georay.data.storage import filesystem_for, join_uri, parent_of
-from georay.data.tables import read_table, table_columns
+from georay.data.storage import join_uri, parent_of
+from georay.data.tables import is_folder, read_table, table_columns
 from georay.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,14 +81,9 @@ class Layout:
         return f"{self.name} ({', '.join(self.required)}: {self.title})"
 
 
-# Most specific first: the first layout whose required columns are all present is used.
-# Column lists: OSV-5M's test.csv header as published with the dataset (id, latitude, longitude,
-# thumb_original_url, country, sequence, captured_at, lon_bin, lat_bin, cell, land_cover,
-# road_index, drive_side, climate, soil, dist_sea, region, sub-region, city, unique_region,
-# unique_sub-region, unique_city, unique_country, creator_username, creator_id); Im2GPS3k /
-# MP-16: TIBHannover/GeoEstimation README and meta/im2gps3k_places365.csv (IMG_ID, AUTHOR, LAT,
-# LON, S3_Label, S16_Label, S365_Label, Prob_indoor, Prob_natural, Prob_urban, Prob_Other; the
-# MP16-Pro release adds city and country_code); YFCC4k / YFCC26k: IMG_ID, LAT, LON.
+# Most specific first: the first layout whose required columns are all present is used. Column
+# names from the published headers: OSV-5M's test.csv, GeoEstimation's
+# meta/im2gps3k_places365.csv (MP16-Pro adds city and country_code), YFCC4k / YFCC26k.
 _IMG_ID_COLUMNS = {
     "image_id": ("IMG_ID",),
     "lat": ("LAT",),
@@ -294,15 +288,10 @@ def default_image_root(uri: str) -> list[str]:
     return [join_uri(parent, "images", stem), join_uri(parent, "images")]
 
 
-def _is_folder(uri: str) -> bool:
-    fs, path = filesystem_for(uri)
-    return fs.get_file_info(path).type == pafs.FileType.Directory
-
-
 def with_uris(table: pa.Table, uri: str, image_root: str | None, flag: str) -> tuple[pa.Table, str]:
     """Add ``uri`` (image root + file name) to a normalized benchmark table."""
     candidates = [image_root] if image_root else default_image_root(uri)
-    root = next((c for c in candidates if _is_folder(c)), None)
+    root = next((c for c in candidates if is_folder(c)), None)
     if root is None:
         raise UserError(
             f"{uri}: no image folder at {' or '.join(candidates)}; "
@@ -321,22 +310,8 @@ def read_layout(
     flag: str = "--columns",
     files: bool = False,
 ) -> tuple[pa.Table, Detected]:
-    """Read a table in any known layout, normalized to georay's columns.
-
-    Parameters
-    ----------
-    uri
-        Parquet/CSV/JSONL file or folder of Parquet parts, local or ``s3://``.
-    columns
-        A ``ROLE=COLUMN,...`` mapping that overrides detection (the value of ``flag``).
-    keep
-        Other columns to carry besides the roles (None: all).
-    flag
-        The flag to name in error messages (``--truth-columns``, ``--input-columns``).
-    files
-        Add ``_file`` (the image file name of each row of a benchmark table), which
-        :func:`with_uris` turns into ``uri``.
-    """
+    """Read a table in any known layout (or the ``ROLE=COLUMN,...`` mapping ``columns``, the
+    value of ``flag``), normalized to georay's columns by :func:`normalize`."""
     names = table_columns(uri)
     detected = detect_layout(names, columns, uri=uri, flag=flag)
     wanted = [*detected.source.values(), *(c for c in names if keep is None or c in keep)]
@@ -356,13 +331,9 @@ def read_images_table(
     image_root: str | None = None,
     flags: tuple[str, str] = ("--input-columns", "--image-root"),
 ) -> tuple[pa.Table, Detected]:
-    """The input of a bulk job from a table in any known layout, as a validated manifest.
-
-    A georay manifest is read by :func:`georay.data.manifest.read_manifest`, unchanged; a
-    benchmark table gets ``uri`` from its image folder (``image_root``, else the default
-    places of :func:`default_image_root`). ``flags`` name the mapping and image-folder flags
-    in error messages.
-    """
+    """The input of a bulk job from a table in any known layout, as a validated manifest; a
+    benchmark table gets ``uri`` from its image folder (``image_root``, else
+    :func:`default_image_root`). ``flags`` name the mapping and image-folder flags in errors."""
     from georay.data.manifest import read_manifest, validate_manifest
 
     detected = detect_layout(table_columns(uri), columns, uri=uri, flag=flags[0])

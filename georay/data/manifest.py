@@ -69,15 +69,8 @@ def _cast(table: pa.Table, name: str, dtype: pa.DataType) -> pa.Table:
 
 
 def validate_manifest(table: pa.Table) -> pa.Table:
-    """Check a manifest table against the contract and normalise its types.
-
-    Missing optional columns are added as nulls; ``image_id`` is cast to string, ``lat``/``lon``
-    to float64, ``country`` upper-cased.
-
-    Returns
-    -------
-    pyarrow.Table
-        The normalised table (same rows, same order).
+    """Check a manifest table against the contract and return it normalised (same rows, same
+    order): missing optional columns added as nulls, types cast, ``country`` upper-cased.
 
     Raises
     ------
@@ -149,14 +142,8 @@ def _resolve_uris(table: pa.Table, manifest_uri: str) -> pa.Table:
 
 
 def read_manifest(uri: str, *, resolve_uris: bool = True) -> pa.Table:
-    """Read and validate a manifest (Parquet, CSV or JSONL; local or ``s3://``).
-
-    Parameters
-    ----------
-    uri
-        Manifest file (the format follows the suffix) or a folder of Parquet parts.
-    resolve_uris
-        Make relative ``uri`` values absolute against the manifest's folder.
+    """Read and validate a manifest file or folder of Parquet parts (local or ``s3://``);
+    ``resolve_uris``: relative ``uri`` values made absolute against the manifest's folder.
 
     Raises
     ------

@@ -177,15 +177,9 @@ def _from_preview(
 
 
 def decode_raw(data: bytes, kind: str, size_of: Callable, max_image_pixels: int) -> np.ndarray:
-    """Render a RAW file to ``(H, W, 3)`` uint8, upright.
-
-    Parameters
-    ----------
-    size_of
-        ``(width, height) as displayed -> (width, height) wanted`` (None: that size).
-    max_image_pixels
-        Limit on the sensor's pixels (and on the preview's), checked before anything is decoded.
-    """
+    """Render a RAW file to ``(H, W, 3)`` uint8, upright, at ``size_of(displayed width,
+    height)`` (None: that size); ``max_image_pixels`` is checked on the sensor's pixels (and the
+    preview's) before anything is decoded."""
     import rawpy
 
     with _opened(data, kind) as raw:

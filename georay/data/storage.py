@@ -7,9 +7,8 @@ and ``scheme``: pyarrow 26's S3FileSystem ignores ``AWS_ENDPOINT_URL`` (checked 
 server: it tries the default AWS host instead), while boto3 honours it. Everything else is a
 local path (``file://`` accepted).
 
-Bulk jobs read their images through :mod:`georay.data.fetch` instead, many at once with
-retries; it reaches S3 with boto3 (one GET per object, where a pyarrow input stream costs a HEAD
-and a GET), configured from :func:`s3_endpoint_region` so both clients reach the same store.
+Bulk jobs read their images through :mod:`georay.data.fetch` instead (boto3, configured from
+:func:`s3_endpoint_region` so both clients reach the same store).
 """
 
 from __future__ import annotations
@@ -54,18 +53,8 @@ def s3_filesystem() -> pafs.S3FileSystem:
 
 
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and in-filesystem path of a local path or ``s3://`` URI.
-
-    Parameters
-    ----------
-    uri
-        ``s3://bucket/key``, ``file:///abs/path`` or a local (relative or absolute) path.
-
-    Returns
-    -------
-    (pyarrow.fs.FileSystem, str)
-        For S3 the path is ``bucket/key``; for local files an absolute path.
-    """
+    """Filesystem and in-filesystem path of an ``s3://bucket/key`` URI (``bucket/key``), or of
+    a ``file://`` URI or local path (absolute)."""
     uri = str(uri)
     if is_s3(uri):
         return s3_filesystem(), uri.split("://", 1)[1]
@@ -90,13 +79,7 @@ def exists(uri: str) -> bool:
 
 
 def read_bytes(uri: str) -> bytes:
-    """All bytes of a local file or S3 object.
-
-    Raises
-    ------
-    FileNotFoundError, OSError
-        Missing or unreadable object.
-    """
+    """All bytes of a local file or S3 object (``FileNotFoundError`` when missing)."""
     fs, path = filesystem_for(uri)
     with fs.open_input_stream(path) as stream:
         return stream.read()
@@ -118,21 +101,8 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 def list_files(uri: str, suffixes: tuple[str, ...] | list[str] | None = None) -> list[str]:
-    """All files under a local folder or S3 prefix, recursively, sorted.
-
-    Parameters
-    ----------
-    uri
-        Folder or prefix.
-    suffixes
-        Keep names ending with one of these (case-insensitive, e.g. ``(".jpg", ".png")``);
-        None keeps every file.
-
-    Returns
-    -------
-    list of str
-        URIs in the same form as ``uri`` (``s3://...`` for S3, paths for local).
-    """
+    """All files under a local folder or S3 prefix, recursively, sorted, in the same form as
+    ``uri``; with ``suffixes``, only names ending with one of them (case-insensitive)."""
     fs, path = filesystem_for(uri)
     selector = pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=False)
     wanted = tuple(s.lower() for s in suffixes) if suffixes else None

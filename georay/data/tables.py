@@ -21,13 +21,8 @@ from georay.errors import UserError
 
 
 def table_format(uri: str) -> str:
-    """``"parquet"``, ``"csv"`` or ``"jsonl"`` from a file's suffix (``.gz`` allowed).
-
-    Raises
-    ------
-    UserError
-        Any other suffix.
-    """
+    """``"parquet"``, ``"csv"`` or ``"jsonl"`` from a file's suffix (``.gz`` allowed); any
+    other suffix raises :class:`UserError`."""
     name = str(uri).lower().removesuffix(".gz")
     if name.endswith((".parquet", ".pq")):
         return "parquet"
@@ -51,20 +46,11 @@ def read_table(
     column_types: Mapping[str, pa.DataType] | None = None,
     strings_can_be_null: bool = True,
 ) -> pa.Table:
-    """Read a table file or a folder of Parquet parts.
+    """Read a table file or a folder of Parquet parts (hidden and ``_``-prefixed files, such
+    as temp parts, skipped); of ``columns``, those present.
 
-    Parameters
-    ----------
-    uri
-        File (the format follows the suffix) or folder / prefix of Parquet files (hidden and
-        ``_``-prefixed files such as temp parts are skipped).
-    columns
-        Read only these columns, where present (absent ones are simply not in the result).
-    column_types
-        Types for CSV columns that should not be inferred (ids that look like numbers).
-    strings_can_be_null
-        Read CSV strings such as ``NA`` and ``null`` as nulls (pyarrow's default). Benchmark
-        tables turn it off: ``NA`` is Namibia's country code there.
+    ``column_types`` fixes CSV columns that must not be inferred (ids that look like numbers);
+    ``strings_can_be_null=False`` keeps CSV ``NA`` as text (Namibia's code in benchmark tables).
 
     Raises
     ------

@@ -74,12 +74,8 @@ def is_public_address(address: str) -> bool:
 
 
 def resolve_public(host: str, port: int, allowed: tuple = ()) -> str:
-    """Resolve ``host`` and return one of its addresses, if every address is public.
-
-    Parameters
-    ----------
-    allowed
-        ``ipaddress`` networks accepted besides public addresses (:func:`allowing_resolver`).
+    """Resolve ``host`` and return one of its addresses, if every address is public or in the
+    ``allowed`` ``ipaddress`` networks.
 
     Raises
     ------
@@ -133,14 +129,8 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def allowing_resolver(networks) -> Callable[[str, int], str]:
-    """A ``resolve`` for :func:`fetch_url` that also accepts addresses in ``networks``.
-
-    Parameters
-    ----------
-    networks
-        CIDR strings (``"127.0.0.0/8"``, ``"10.1.0.0/16"``); empty means public addresses only
-        (:func:`resolve_public`). Every address of a name must be public or allowed.
-    """
+    """A ``resolve`` for :func:`fetch_url` that also accepts addresses in ``networks`` (CIDR
+    strings such as ``"10.1.0.0/16"``; empty: public addresses only)."""
     allowed = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
     return functools.partial(resolve_public, allowed=allowed) if allowed else resolve_public
 
@@ -171,25 +161,14 @@ def fetch_url(
 ) -> bytes:
     """GET ``url`` under the rules in the module docstring and return the body.
 
-    Parameters
-    ----------
-    url
-        ``http(s)://`` URL.
-    max_bytes
-        Largest body accepted (``413`` beyond).
-    timeout_s
-        Deadline for the whole fetch, redirects included (``504`` beyond).
-    max_redirects
-        Redirect hops followed, each re-checked.
-    resolve
-        ``(host, port) -> address`` that raises :class:`FetchError` for a refused host. The
-        default refuses non-public addresses; tests substitute one that allows loopback.
+    ``timeout_s`` bounds the whole fetch, redirects included; ``resolve`` is ``(host, port) ->
+    address``, raising :class:`FetchError` for a refused host (:func:`allowing_resolver`).
 
     Raises
     ------
     FetchError
-        With ``status`` 400 (bad URL, upstream error), 403 (non-public target), 413 (too
-        large) or 504 (too slow).
+        With ``status`` 400 (bad URL, upstream error), 403 (non-public target), 413 (over
+        ``max_bytes``) or 504 (over ``timeout_s``).
     """
     deadline = time.monotonic() + timeout_s
     for _ in range(max_redirects + 1):

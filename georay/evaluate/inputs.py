@@ -30,23 +30,9 @@ PREDICTION_COLUMNS = {f.name: f.type for f in PREDICTIONS_SCHEMA if f.name in _E
 def read_columns(
     uri: str, columns: dict[str, pa.DataType], *, mapping: str = "", flag: str = "--truth-columns"
 ) -> tuple[pa.Table, Detected]:
-    """Read ``columns`` of a table in any known layout, cast to their types; absent columns
-    become all-null.
-
-    Parameters
-    ----------
-    uri : str
-        A ``.parquet``/``.csv``/``.jsonl`` file or a folder/prefix of Parquet files, local or
-        ``s3://``: a georay table or a benchmark table (:mod:`georay.data.layouts`).
-    columns : dict
-        Column name -> Arrow type, in georay's names.
-    mapping, flag
-        A ``ROLE=COLUMN,...`` mapping for a table in no known layout, and its flag's name.
-
-    Returns
-    -------
-    (pyarrow.Table, Detected)
-        The columns, and the layout the table was read with.
+    """Read ``columns`` (georay name -> Arrow type) of a table in any known layout
+    (:func:`georay.data.layouts.read_layout`), cast to their types; absent columns become
+    all-null. Returns the columns and the layout the table was read with.
 
     Raises
     ------

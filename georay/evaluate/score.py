@@ -7,10 +7,8 @@ Data would shuffle the same columns through the object store for its join and gr
 spend longer starting up (~6.5 s) than this takes on 1M rows. Past ~100M rows the per-row part
 (distances, cells) would move into ``map_batches`` and the aggregates into mergeable partials.
 
-What runs per row in Python is only what has no vectorized form: ``h3`` has no array
-``latlng_to_cell``, so one C call per row and resolution (integer cells, which group fast).
-Names are resolved once per *distinct* value (dictionary
-encoding), then mapped back with array indexing.
+Per row in Python runs only what has no vectorized form: ``h3``'s ``latlng_to_cell`` (integer
+cells, which group fast). Names are resolved once per *distinct* value (dictionary encoding).
 """
 
 from __future__ import annotations
@@ -220,23 +218,9 @@ def score(
 ) -> tuple[Scored, pa.Table]:
     """Join predictions to truth on ``image_id`` and score every truth row.
 
-    Parameters
-    ----------
-    truth : pyarrow.Table or Truth
-        Columns as in :mod:`georay.evaluate.inputs` (absent ones all-null), or truth already
-        prepared by :func:`prepare_truth` (to score several prediction sets on the same rows).
-    predictions : pyarrow.Table
-        Columns as in :mod:`georay.evaluate.inputs`; the confidence columns, where present,
-        are carried aligned to the truth rows (``Scored.country_confidence`` ...).
-    gaz : Gazetteer
-        Names <-> places.
-    resolutions : list of int
-        H3 resolutions for the cell tables (only with a truth table).
-
-    Returns
-    -------
-    (Scored, pyarrow.Table)
-        The scored truth rows, and the predictions whose ``image_id`` has no truth row.
+    ``truth`` is a table (columns of :mod:`georay.evaluate.inputs`; cells at ``resolutions``)
+    or a :class:`Truth` from :func:`prepare_truth`, to score several prediction sets on the
+    same rows. Returns the scored truth rows and the predictions with no truth row.
     """
     t = truth if isinstance(truth, Truth) else prepare_truth(truth, gaz, resolutions or [])
     predictions, pred_no_id, pred_dupes = _first_rows(predictions)
@@ -305,14 +289,8 @@ def score(
 
 
 def group_stats(keys: np.ndarray, scored: Scored, mask: np.ndarray | None = None) -> dict:
-    """Per-group n, answered, country/city accuracy, median km, GeoScore (vectorized).
-
-    Parameters
-    ----------
-    keys : numpy.ndarray
-        Group key per row (any sortable dtype).
-    mask : numpy.ndarray of bool, optional
-        Rows to include (default all).
+    """Per-group statistics of the rows in ``mask`` (default all) by ``keys`` (any sortable
+    dtype), vectorized.
 
     Returns
     -------

@@ -17,21 +17,9 @@ def _check_res(res: int) -> int:
 
 
 def latlng_to_cells(lat: ArrayLike, lon: ArrayLike, res: int) -> np.ndarray:
-    """H3 cell of each point.
-
-    Parameters
-    ----------
-    lat, lon : array_like
-        WGS84 degrees, broadcast together.
-    res : int
-        H3 resolution, 0..15 (3 is ~12,000 km^2 per cell, 5 ~250 km^2).
-
-    Returns
-    -------
-    numpy.ndarray
-        Object array of cell strings, broadcast shape (0-d for scalars); None where lat or
-        lon is NaN/infinite or lat lies outside [-90, 90].
-    """
+    """H3 cell of each point (WGS84 degrees, broadcast together) at ``res`` (3 is ~12,000
+    km^2 per cell, 5 ~250 km^2): an object array, None where a point is not finite or its
+    latitude is outside [-90, 90]."""
     res = _check_res(res)
     la, lo = np.broadcast_arrays(
         np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
@@ -76,16 +64,9 @@ def cell_centroids(cells: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cell_boundary(cell: str) -> list[tuple[float, float]]:
-    """Vertices ``(lat, lon)`` of an H3 cell, in order, for drawing it.
-
-    Longitudes are unwrapped along the ring (a cell across the antimeridian goes past +-180
-    instead of jumping 360 degrees), so a polygon drawn from them in lon/lat stays small.
-
-    Raises
-    ------
-    ValueError
-        If ``cell`` is not a valid H3 index.
-    """
+    """Vertices ``(lat, lon)`` of an H3 cell, in order, for drawing it (``ValueError`` for an
+    invalid index). Longitudes are unwrapped along the ring (a cell across the antimeridian goes
+    past +-180 instead of jumping 360 degrees), so a polygon drawn from them stays small."""
     if not isinstance(cell, str) or not h3.is_valid_cell(cell):
         raise ValueError(f"not an H3 cell: {cell!r}")
     ring = h3.cell_to_boundary(cell)

@@ -9,19 +9,8 @@ EARTH_RADIUS_KM = 6371.0
 
 
 def haversine_km(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike) -> np.ndarray:
-    """Great-circle distance in km between points given in WGS84 degrees.
-
-    Parameters
-    ----------
-    lat1, lon1, lat2, lon2 : array_like
-        Degrees; broadcast against each other.
-
-    Returns
-    -------
-    numpy.ndarray
-        Distances in km (float64, broadcast shape; 0-d for scalar input). NaN wherever any
-        input is NaN.
-    """
+    """Great-circle distance in km between points given in WGS84 degrees, broadcast against
+    each other (0-d for scalar input); NaN wherever any input is NaN."""
     p1, l1, p2, l2 = (np.radians(np.asarray(x, dtype=np.float64)) for x in (lat1, lon1, lat2, lon2))
     a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
     # Clip guards arcsin against a rounding error pushing sqrt(a) just above 1 (antipodes).

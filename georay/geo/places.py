@@ -11,10 +11,7 @@ coordinates), so training targets and scoring agree.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-from scipy.spatial import cKDTree
 
 from georay.geo.distance import EARTH_RADIUS_KM, unit_vectors
 from georay.geo.gazetteer import Gazetteer
@@ -22,11 +19,6 @@ from georay.geo.gazetteer import Gazetteer
 CITY_RADIUS_KM = 10.0
 _NEIGHBOURS = 32  # places looked at around each point (dense suburbs have many)
 _CHUNK = 65_536  # points per query: bounds the (chunk, 32) neighbour arrays
-
-
-@functools.lru_cache(maxsize=2)
-def _tree(gazetteer: Gazetteer) -> cKDTree:
-    return cKDTree(unit_vectors(gazetteer.lat, gazetteer.lon))
 
 
 def city_of_coordinates(
@@ -42,7 +34,7 @@ def city_of_coordinates(
     codes = np.full(len(lat), None, dtype=object)
     ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90))
     chord = 2 * np.sin(radius_km / EARTH_RADIUS_KM / 2)
-    tree, n_places = _tree(gazetteer), len(gazetteer.names)
+    tree, n_places = gazetteer.tree, len(gazetteer.names)
     for start in range(0, len(ok), _CHUNK):
         rows = ok[start : start + _CHUNK]
         xyz = unit_vectors(lat[rows], lon[rows])

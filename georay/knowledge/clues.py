@@ -26,11 +26,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from georay.data.storage import (
-    parent_of,
-    read_bytes,
-    resolve_relative,
-)
+from georay.data.storage import parent_of, read_bytes, resolve_relative
 from georay.data.tables import read_table, table_format
 from georay.geo.gazetteer import Gazetteer
 from georay.protocol.answers import parse_answer
@@ -117,12 +113,8 @@ def read_clues(uri: str) -> tuple[list[Clue], list[Dropped]]:
     A row with ``conversations`` is an SFT record: the image comes from its ``<img>`` tag and the
     country and reasons from its answer (``{'country': ..., 'reasons': ...}``). Other rows use
     the columns ``image``, ``text`` and optional ``country``/``city`` (common aliases accepted).
-    Relative image paths are resolved against the clue file's folder.
-
-    Returns
-    -------
-    (list of Clue, list of Dropped)
-        Rows that are not a usable clue (no image, no text, bad JSON) are dropped with a reason.
+    Relative image paths are resolved against the clue file's folder. Rows that are not a
+    usable clue (no image, no text, bad JSON) come back as :class:`Dropped` with a reason.
     """
     base = parent_of(uri)
     clues: list[Clue] = []
@@ -177,23 +169,9 @@ def _capitalized(word: str) -> bool:
 def find_places(
     text: str, gazetteer: Gazetteer, min_city_population: int = 100_000
 ) -> list[Mention]:
-    """Countries and cities that ``text`` names (gazetteer lookups of word n-grams).
-
-    Parameters
-    ----------
-    text : str
-        Free text.
-    gazetteer : Gazetteer
-        Name index (``country_code``, ``city``).
-    min_city_population : int
-        Smallest city that counts as a mention; small places share names with common words.
-
-    Returns
-    -------
-    list of Mention
-        In order of appearance; overlapping n-grams are all reported (the caller only needs
-        the set of countries).
-    """
+    """Countries and cities that ``text`` names (gazetteer lookups of word n-grams), in order
+    of appearance, overlapping n-grams all reported. Cities smaller than
+    ``min_city_population`` do not count: small places share names with common words."""
     case_matters = any(c.isupper() for c in text)
     found: list[Mention] = []
     for gram, n, sentence_start in _ngrams(text):
@@ -235,13 +213,8 @@ def locate_clue(clue: Clue, gazetteer: Gazetteer, min_city_population: int = 100
 
     A given label wins over the text, because the text may contrast countries ("unlike
     Argentina, ..."); a label the text contradicts is kept with a note. Without a label the
-    text must name exactly one country (directly or through a city).
-
-    Returns
-    -------
-    Located
-        ``drop_reason`` is one of ``unknown_country_label``, ``no_place_mention``,
-        ``ambiguous_place``; None for a kept clue.
+    text must name exactly one country (directly or through a city), else ``drop_reason`` is
+    ``no_place_mention`` or ``ambiguous_place`` (``unknown_country_label`` for a bad label).
     """
     mentions = find_places(clue.text, gazetteer, min_city_population)
     countries = sorted({m.country_code for m in mentions})

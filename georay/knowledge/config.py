@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import Config, option
+from georay.config import Config, at_least, option
 from georay.data.ade20k import LOCATABILITY_THRESHOLD
 
 
@@ -45,7 +45,6 @@ class KnowledgeConfig(Config):
             raise ValueError("output is required")
         if not self.clues and not self.manifest:
             raise ValueError("give --clues, --manifest or both: there is nothing to build")
-        if self.min_city_population < 0:
-            raise ValueError(f"min_city_population must be >= 0, got {self.min_city_population}")
+        at_least(self, 0, "min_city_population")
         if self.min_locatability is not None and not 0.0 <= self.min_locatability <= 1.0:
             raise ValueError(f"min_locatability must be in [0, 1], got {self.min_locatability}")

@@ -127,21 +127,10 @@ def write_artifact(
     adapters: list[tuple[str, str | Path]] = (),
     stages: list[dict] = (),
 ) -> Path:
-    """Write an artifact folder locally: copy adapters into it, save the processor, describe.
-
-    Parameters
-    ----------
-    out_dir
-        Local folder (created). Upload it afterwards for S3.
-    base_model
-        Base model source, or ``./model`` if the caller saved full weights there.
-    processor
-        Saved to ``./processor``.
-    adapters
-        ``(name, folder of a peft adapter)`` in stacking order; copied to ``./adapters/<name>``.
-    stages
-        Free-form per-stage records (stage, data, steps, final loss, ...), in order.
-    """
+    """Write an artifact folder locally (upload it afterwards for S3): the processor saved to
+    ``./processor``, the ``(name, peft adapter folder)`` pairs of ``adapters`` copied to
+    ``./adapters/<name>`` in stacking order, ``stages`` (free-form per-stage records) kept.
+    ``base_model`` is ``./model`` if the caller saved full weights there."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     processor.save_pretrained(str(out / "processor"))

@@ -4,9 +4,8 @@ towers of a CLIP for zero-shot captions (:func:`load_zero_shot`: open_clip or tr
 ``load_clip(model_name, pretrained)`` accepts any open_clip model name with a pretrained tag or a
 local checkpoint file (``pretrained=None`` gives random init), and ``"tiny"``: a small ViT built
 here in code (random init, seeded) for tests and the demo; ``"small"``, a ~0.1 GMAC/image ViT
-for CPU benchmarks. Images reach the model
-as uint8 ``(n, side, side, 3)`` batches and are normalised on the model's device in one go
-(:func:`encode`), so the CPU stages never hold float copies.
+for CPU benchmarks. Images reach the model as uint8 ``(n, side, side, 3)`` batches, normalised
+on the model's device in one go (:func:`encode`), so the CPU stages never hold float copies.
 """
 
 from __future__ import annotations
@@ -25,31 +24,19 @@ TINY = "tiny"
 # projection did not help).
 TINY_CFG = {
     "embed_dim": 256,
-    "vision_cfg": {
-        "image_size": 64,
-        "patch_size": 8,
-        "width": 256,
-        "layers": 1,
-        "head_width": 32,
-        "pool_type": "avg",
-    },
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 256, "layers": 1,
+                   "head_width": 32, "pool_type": "avg"},
     "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 1, "layers": 1},
-}
+}  # fmt: skip
 # A 3-layer ViT-B/32-shaped encoder at 224x224 (width 192): ~0.1 GMAC per image. Decoding then
 # costs more than the model on a CPU, as on a GPU with a real encoder (the benchmark's "small").
 SMALL = "small"
 SMALL_CFG = {
     "embed_dim": 256,
-    "vision_cfg": {
-        "image_size": 224,
-        "patch_size": 32,
-        "width": 192,
-        "layers": 3,
-        "head_width": 64,
-        "pool_type": "avg",
-    },  # fmt: skip
+    "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 192, "layers": 3,
+                   "head_width": 64, "pool_type": "avg"},
     "text_cfg": TINY_CFG["text_cfg"],
-}
+}  # fmt: skip
 IN_CODE = {TINY: TINY_CFG, SMALL: SMALL_CFG}
 
 
@@ -77,24 +64,12 @@ def _in_code(name: str, seed: int) -> torch.nn.Module:
 def load_clip(
     model_name: str = TINY, pretrained: str | None = None, *, seed: int = 0, device: str = "cpu"
 ) -> tuple[torch.nn.Module, Preprocess]:
-    """Load a frozen open_clip image encoder (``model.visual``) in eval mode.
+    """Load a frozen open_clip image encoder (``model.visual``) in eval mode, and its input
+    geometry / normalisation.
 
-    Parameters
-    ----------
-    model_name
-        An open_clip model name (``"ViT-B-32"``, ``"RN50"``, ``"hf-hub:..."``,
-        ``"local-dir:..."``) or ``"tiny"``.
-    pretrained
-        open_clip pretrained tag or a local checkpoint path; ``None`` = random init (seeded by
-        ``seed``, so a fitted head can be reused by a later process with the same seed).
-        For the in-code configs a path loads a state dict saved by :func:`save_encoder`.
-    device
-        Torch device for the encoder.
-
-    Returns
-    -------
-    (torch.nn.Module, Preprocess)
-        The vision tower (frozen) and its input geometry / normalisation.
+    ``pretrained`` is an open_clip tag or a local checkpoint (for the in-code configs, a state
+    dict saved by :func:`save_encoder`); ``None`` is random init seeded by ``seed``, so a fitted
+    head can be reused by a later process with the same seed.
     """
     model = _open_clip(model_name, pretrained, seed)
     visual = model.visual

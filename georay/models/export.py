@@ -31,25 +31,11 @@ VERSION = 1
 
 
 def export_merged(model: str, output: str, *, lora_stage2: bool = False) -> dict:
-    """Write a training artifact as a merged Hugging Face checkpoint (and optionally base + LoRA).
+    """Write the training artifact ``model`` (local or ``s3://``) into the local folder
+    ``output`` as laid out in the module notes (``base/`` and ``adapter/`` with ``lora_stage2``).
 
-    Parameters
-    ----------
-    model
-        A georay training artifact: a local folder or an ``s3://`` prefix with ``artifact.json``.
-    output
-        Local folder to write; it must not exist yet or be empty (a stale ``base/`` or weights
-        file from an earlier export must not end up beside new ones).
-    lora_stage2
-        Also write ``base/`` (every adapter but the last merged) and ``adapter/`` (the last
-        adapter, a peft LoRA folder), so vLLM can serve the last stage as a LoRA.
-
-    Returns
-    -------
-    dict
-        ``merged`` (the output folder), ``base`` and ``adapter`` (folders, or None),
-        ``adapters`` (names merged into ``merged``, in order), ``questions`` (the last stage's
-        trained questions).
+    Returns ``merged`` (the output folder), ``base`` and ``adapter`` (folders, or None),
+    ``adapters`` (names merged, in order) and ``questions`` (the last stage's).
 
     Raises
     ------
@@ -57,7 +43,8 @@ def export_merged(model: str, output: str, *, lora_stage2: bool = False) -> dict
         ``model`` is not an artifact, ``output`` is ``s3://``, or ``lora_stage2`` is asked of an
         artifact with no adapters (a full fine-tune).
     FileExistsError
-        ``output`` exists and is not empty.
+        ``output`` is not empty: a stale ``base/`` or weights file must not end up beside new
+        ones.
     """
     from georay.data.storage import is_s3
     from georay.models import artifact

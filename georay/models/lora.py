@@ -97,16 +97,11 @@ def enable_gradient_checkpointing(model: Any, frozen_embeddings: bool) -> None:
     weights and inputs that need no gradient, and it replays the RNG state, so dropout (LoRA's
     included) draws the same masks when a layer is recomputed and gradients are unchanged.
 
-    Parameters
-    ----------
-    model
-        A transformers model, before peft wraps it.
-    frozen_embeddings
-        True for LoRA: the input embeddings are frozen, so the hidden states entering the
-        first checkpointed layer need no gradient. ``enable_input_require_grads`` makes the
-        embedding output require one, so the layers' (adapter) gradients flow back through
-        every recomputed block on any checkpointing implementation. (transformers 5 does this
-        itself for text-input models; explicit because correctness depends on it.)
+    ``model`` is a transformers model, before peft wraps it. ``frozen_embeddings`` (LoRA): the
+    hidden states entering the first checkpointed layer would need no gradient, so the
+    embedding output is made to require one, and the adapters' gradients flow back through every
+    recomputed block (transformers 5 does this itself for text models; explicit because
+    correctness depends on it).
     """
     kwargs = {"use_reentrant": False}
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x

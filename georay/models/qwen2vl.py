@@ -12,10 +12,9 @@
 - :func:`set_max_pixels` bounds the images a Qwen2-VL-family processor encodes (and so the
   visual tokens): training's ``max_pixels``.
 
-It lives in ``georay.models`` (next to the tiny model) rather than in ``benchmarks/`` because it
-is model-building code that both ``benchmarks.realsize`` (CPU) and ``benchmarks.gpu_check``
-(one GPU, only torch + transformers + peft installed) share, and tests use it. It imports
-torch, transformers and georay modules that import nothing else (no Ray, no pyarrow).
+It lives here, not in ``benchmarks/``, because ``benchmarks.realsize`` (CPU),
+``benchmarks.gpu_check`` (one GPU, only torch + transformers + peft installed) and tests share
+it; it imports no Ray and no pyarrow.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+
+from georay.models.lora import DEFAULT_TARGETS
 
 SIZES = ("tiny", "2b")
 
@@ -122,24 +123,8 @@ def build_qwen2vl(
     device: str | torch.device | None = None,
     seed: int = 0,
 ) -> tuple[Any, Any]:
-    """Build a random-init Qwen2-VL of a named size and its processor (no downloads).
-
-    Parameters
-    ----------
-    size
-        ``"tiny"`` (the test model) or ``"2b"`` (Qwen2-VL-2B-Instruct's architecture).
-    dtype
-        Weight dtype, e.g. ``torch.bfloat16``; the 2B is allocated directly in it.
-    device
-        Where the weights live (default CPU); the 2B is initialised there.
-    seed
-        Seed of the weight initialisation.
-
-    Returns
-    -------
-    (Qwen2VLForConditionalGeneration, Qwen2VLProcessor)
-        The model in eval mode.
-    """
+    """Build a random-init Qwen2-VL of a named size (``"tiny"`` or ``"2b"``) in eval mode, and
+    its processor (no downloads); the 2B is allocated directly in ``dtype`` on ``device``."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if size == "tiny":
@@ -152,12 +137,7 @@ def build_qwen2vl(
     return model.eval(), processor
 
 
-def lora_param_count(
-    text_config: dict,
-    r: int,
-    targets: Iterable[str] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                              "down_proj"),
-) -> int:  # fmt: skip
+def lora_param_count(text_config: dict, r: int, targets: Iterable[str] = DEFAULT_TARGETS) -> int:
     """Trainable parameters of LoRA rank ``r`` on a Qwen2 decoder's linear layers, by hand.
 
     A LoRA pair on a ``Linear(n_in, n_out)`` is ``A: r x n_in`` and ``B: n_out x r``, so
@@ -170,15 +150,8 @@ def lora_param_count(
     """
     h, m = text_config["hidden_size"], text_config["intermediate_size"]
     kv = text_config["num_key_value_heads"] * (h // text_config["num_attention_heads"])
-    shapes = {
-        "q_proj": (h, h),
-        "k_proj": (h, kv),
-        "v_proj": (h, kv),
-        "o_proj": (h, h),
-        "gate_proj": (h, m),
-        "up_proj": (h, m),
-        "down_proj": (m, h),
-    }
+    shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+              "gate_proj": (h, m), "up_proj": (h, m), "down_proj": (m, h)}  # fmt: skip
     unknown = set(targets) - set(shapes)
     if unknown:
         raise ValueError(f"no hand formula for LoRA targets {sorted(unknown)}")

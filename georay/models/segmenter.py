@@ -38,16 +38,8 @@ def _local(path: str) -> str:
 
 
 def load_segmenter(path: str, device: str = "cpu"):
-    """Load an ADE20K-150 segmenter and its image processor.
-
-    Parameters
-    ----------
-    path
-        Local folder, ``s3://`` prefix or hub id of a ``transformers`` checkpoint.
-
-    Returns
-    -------
-    (model, processor)
+    """Load an ADE20K-150 segmenter (a ``transformers`` checkpoint: local folder, ``s3://``
+    prefix or hub id) and its image processor.
 
     Raises
     ------
@@ -77,14 +69,8 @@ def load_segmenter(path: str, device: str = "cpu"):
 
 @torch.inference_mode()
 def class_fractions(model, processor, images: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Per-class area fractions of each image, ``(n, 150)`` float32, rows summing to 1.
-
-    Parameters
-    ----------
-    images
-        RGB uint8 arrays ``(H, W, 3)``; label maps are resized back to each image's size, so
-        fractions are of the image's own pixels.
-    """
+    """Per-class area fractions of each RGB uint8 image, ``(n, 150)`` float32, rows summing to
+    1; label maps are resized back to each image's size, so fractions are of its own pixels."""
     images = list(images)
     inputs = processor(images=images, return_tensors="pt").to(model.device)
     outputs = model(**inputs)

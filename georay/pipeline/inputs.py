@@ -95,25 +95,9 @@ def listed_input(
     columns: str = "",
     image_root: str = "",
 ) -> tuple[pa.Table, dict]:
-    """The input rows of a table or image folder, listed on the driver, and how it was read.
-
-    Parameters
-    ----------
-    uri
-        A table (Parquet/CSV/JSONL: a georay manifest or a benchmark table in a known layout,
-        :mod:`georay.data.layouts`) or a folder / S3 prefix of images.
-    kind
-        ``"manifest"`` (any table), ``"images"`` or ``"auto"`` (:func:`detect_kind`).
-    columns, image_root
-        ``--input-columns`` (a mapping for a table in no known layout) and ``--image-root``
-        (where a benchmark table's images are).
-
-    Returns
-    -------
-    (pyarrow.Table, dict)
-        Validated manifest columns (``image_id``, ``uri``, ...), or ``image_id`` + ``uri`` for a
-        folder; and the layout record (for a folder: :func:`image_table`'s).
-    """
+    """The input rows of a table (a georay manifest or a benchmark table in a known layout,
+    :mod:`georay.data.layouts`, read with ``--input-columns`` and ``--image-root``) or of a folder
+    of images, listed on the driver, and the layout record saying how it was read."""
     kind = detect_kind(uri) if kind == "auto" else kind
     if kind == "manifest":
         table, detected = read_images_table(uri, columns=columns, image_root=image_root or None)
@@ -142,10 +126,8 @@ def filter_done(table: pa.Table, done_ids: pa.Array | None) -> pa.Table:
 
 
 def dataset_from_table(table: pa.Table, *, block_rows: int = 256) -> ray.data.Dataset:
-    """A Ray Dataset of pipeline rows from a driver-side table, in blocks of ``block_rows``.
-
-    Only scalar columns are carried (:func:`scalar_columns`); ``status`` / ``error`` are added.
-    """
+    """A Ray Dataset of pipeline rows (the table's :func:`scalar_columns`, plus ``status`` and
+    ``error``) from a driver-side table, in blocks of ``block_rows``."""
     table = _with_status(table.select(scalar_columns(table.schema)))
     slices = [table.slice(i, block_rows) for i in range(0, table.num_rows, block_rows)]
     return ray.data.from_arrow(slices or [table])
@@ -157,14 +139,8 @@ def _wds_rows(batch: pd.DataFrame, scheme: str, skip: np.ndarray) -> pd.DataFram
     ids = (scheme + urls + "#" + batch["__key__"].astype(str)).tolist()
     data, errors = [], []
     for i in range(len(batch)):
-        value = next(
-            (
-                batch[k].iat[i]
-                for k in WDS_IMAGE_KEYS
-                if k in batch and isinstance(batch[k].iat[i], bytes | bytearray)
-            ),
-            None,
-        )
+        members = (batch[k].iat[i] for k in WDS_IMAGE_KEYS if k in batch)
+        value = next((v for v in members if isinstance(v, bytes | bytearray)), None)
         data.append(bytes(value) if value is not None else None)
         errors.append(None if value is not None else "no image member in WebDataset sample")
     out = pd.DataFrame(
@@ -219,22 +195,8 @@ def read_input(
     image_root: str = "",
     prepare: Callable[[pa.Table], pa.Table] | None = None,
 ) -> Input:
-    """Any supported input as a Ray Dataset of pipeline rows, minus rows already done.
-
-    Parameters
-    ----------
-    uri
-        Manifest, folder / S3 prefix of images, or a ``.tar`` / folder of WebDataset shards
-        (:func:`detect_kind`).
-    done_ids
-        ``image_id`` values to skip (:meth:`georay.pipeline.PartWriter.done_ids`).
-    block_rows
-        Rows per block for listed inputs (the unit of parallelism of the first stages).
-    columns, image_root
-        How to read a benchmark table (see :func:`listed_input`).
-    prepare
-        Driver-side change of a listed input table before it is read (e.g. add a column).
-    """
+    """Any input :func:`detect_kind` knows as a Ray Dataset of pipeline rows, minus the
+    ``done_ids``; ``prepare`` changes a listed input table on the driver before it is read."""
     kind = detect_kind(uri)
     if kind == "webdataset":
         schema = pa.schema([("image_id", pa.string()), ("uri", pa.string())])

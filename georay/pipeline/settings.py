@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import Batched, Config, RayConfig, option
+from georay.config import Batched, Config, RayConfig, at_least, option
 from georay.data.fetch import FetchPolicy
 from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS
 
@@ -48,8 +48,7 @@ class PoolSettings(RayConfig, Batched):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_actors < 1:
-            raise ValueError(f"num_actors must be >= 1, got {self.num_actors}")
+        at_least(self, 1, "num_actors", "max_file_bytes", "max_image_pixels")
         for name in ("cpus_per_actor", "gpus_per_actor"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -58,11 +57,7 @@ class PoolSettings(RayConfig, Batched):
             raise ValueError("cpus_per_actor = 0 needs gpus_per_actor > 0")
         if self.decode_cpus <= 0:
             raise ValueError(f"decode_cpus must be > 0, got {self.decode_cpus}")
-        if self.max_file_bytes < 1 or self.max_image_pixels < 1:
-            raise ValueError("max_file_bytes and max_image_pixels must be >= 1")
-        for name in ("fetch_concurrency", "fetch_attempts", "url_host_concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        at_least(self, 1, "fetch_concurrency", "fetch_attempts", "url_host_concurrency")
         if self.fetch_timeout_s <= 0 or self.fetch_backoff_s < 0:
             raise ValueError("fetch_timeout_s must be > 0 and fetch_backoff_s >= 0")
         try:
@@ -117,9 +112,7 @@ class BulkSettings(PoolSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("block_rows", "rows_per_part"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        at_least(self, 1, "block_rows", "rows_per_part")
 
 
 @dataclass(kw_only=True)
@@ -134,5 +127,4 @@ class TorchThreads(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.torch_threads < 0:
-            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        at_least(self, 0, "torch_threads")

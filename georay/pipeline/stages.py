@@ -115,26 +115,16 @@ def load_images(
         Decode to ``side`` x ``side`` (short side resized, centre crop: CLIP's geometry).
     max_pixels
         Otherwise decode with the aspect kept and at most this many pixels (a VLM's input).
-    max_image_pixels, max_file_bytes
-        Larger images / files become error rows.
-    sha256
-        Add ``sha256`` (hex digest of the encoded bytes).
-    phash
-        Add ``phash`` (:func:`georay.data.phash.perceptual_hash` of the whole decoded view,
-        before the centre crop of ``side``; null on error rows).
-    exif_gps
-        Add ``exif_lat`` / ``exif_lon`` (NaN without GPS).
+    sha256, phash, exif_gps
+        Add ``sha256`` of the encoded bytes, ``phash`` of the whole decoded view (before the
+        crop), ``exif_lat`` / ``exif_lon`` (NaN without GPS).
     skip_exif_gps
         Rows whose EXIF has GPS get ``skip=True`` and are not decoded (their place is known).
     fetch
-        How to read ``uri`` (concurrency, retries, URL rules; :class:`FetchPolicy`); its size
-        cap is ``max_file_bytes``.
+        How to read ``uri`` (:class:`FetchPolicy`); its size cap is ``max_file_bytes``.
 
-    Returns
-    -------
-    dict
-        The input columns without ``bytes``, plus ``pixels`` (raw RGB bytes, None on error
-        rows), ``height``, ``width`` and the optional columns above.
+    Returns the input columns without ``bytes``, plus ``pixels`` (raw RGB bytes, None on error
+    rows), ``height``, ``width`` and the columns asked for.
     """
     n = len(batch["image_id"])
     data = _fetch(batch, max_file_bytes, fetch)
@@ -190,14 +180,10 @@ def images_of(batch: dict[str, np.ndarray], rows) -> list[np.ndarray]:
 
 
 def actor_pool_options(pool: Any) -> dict[str, Any]:
-    """``map_batches`` keyword arguments for a model stage on an actor pool.
-
-    ``pool`` is a :class:`georay.pipeline.settings.PoolSettings`: ``num_actors`` (fixed pool:
-    models are expensive to load, so it does not autoscale), ``gpus_per_actor`` (default: 1
-    when the cluster has GPUs) and ``cpus_per_actor`` (default: 1 with a GPU, else a share of
-    the cluster's CPUs that always leaves one CPU free). Read and decode tasks need that CPU:
-    a pool holding every CPU deadlocks Ray Data on small machines (DESIGN, toolchain facts).
-    """
+    """``map_batches`` keyword arguments for a model stage on the fixed actor pool of ``pool``
+    (:class:`~georay.pipeline.settings.PoolSettings`: models are expensive to load, so it does
+    not autoscale). Without a GPU, the pool leaves one CPU free: read and decode tasks need it,
+    and a pool holding every CPU deadlocks Ray Data on small machines (DESIGN)."""
     import ray
 
     resources = ray.cluster_resources()

@@ -34,24 +34,12 @@ _PICTURE_PREFIX = re.compile(r"^\s*Picture\s+\d+\s*:\s*")
 
 @dataclass(frozen=True)
 class SftExample:
-    """One single-image, single-turn training example.
+    """One single-image, single-turn training example."""
 
-    Attributes
-    ----------
-    id : str
-        Stable identifier (the image id for examples built by georay).
-    image : str
-        Image path or URI (local path or ``s3://``), as the trainer will open it.
-    question : str
-        The user's question, without the image tag.
-    answer : str
-        The assistant's answer, e.g. ``{'country': 'India', 'reasons': '...'}``.
-    """
-
-    id: str
-    image: str
-    question: str
-    answer: str
+    id: str  # stable (the image id for examples built by georay)
+    image: str  # local path or s3:// URI, as the trainer will open it
+    question: str  # without the image tag
+    answer: str  # e.g. "{'country': 'India', 'reasons': '...'}"
 
     def to_record(self) -> dict:
         """The Qwen-VL conversation record (the JSONL line, as a dict)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from georay.config import Batched, RayConfig, option
+from georay.config import Batched, RayConfig, at_least, option
 from georay.models.lora import DEFAULT_TARGETS
 
 # "base" is the tiny world's stand-in for a pretrained model (scene descriptions, no places).
@@ -106,16 +106,8 @@ class TrainConfig(RayConfig, Batched):
         for name in ("input", "model", "output"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name} must not be empty")
-        positive = (
-            "grad_accum",
-            "checkpoint_every",
-            "report_every",
-            "num_workers",
-            "max_length",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        at_least(self, 1, "grad_accum", "checkpoint_every", "report_every", "num_workers",
+                 "max_length", "keep_checkpoints")  # fmt: skip
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_steps < 0 or self.epochs < 1 and self.max_steps == 0:
@@ -124,10 +116,9 @@ class TrainConfig(RayConfig, Batched):
             raise ValueError(
                 f"max_pixels must be 0 (the processor's own) or >= 784, got {self.max_pixels}"
             )
-        if self.warmup_steps < 0 or self.cpus_per_worker <= 0 or self.keep_checkpoints < 1:
-            raise ValueError("warmup_steps >= 0, cpus_per_worker > 0, keep_checkpoints >= 1")
-        if self.gpus_per_worker < 0:
-            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+        at_least(self, 0, "warmup_steps", "gpus_per_worker")
+        if self.cpus_per_worker <= 0:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
         if isinstance(self.lora_targets, str):
             self.lora_targets = [t for t in self.lora_targets.split(",") if t.strip()]
         if not self.storage_path:

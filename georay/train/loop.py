@@ -57,12 +57,8 @@ log = logging.getLogger(__name__)
 
 
 def lora_settings(cfg: TrainConfig) -> LoraSettings:
-    return LoraSettings(
-        r=cfg.lora_r,
-        alpha=cfg.lora_alpha,
-        dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_targets,
-    )
+    return LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                        target_modules=cfg.lora_targets)  # fmt: skip
 
 
 def setup_model(cfg: TrainConfig, source: str, dtype: torch.dtype | None = None) -> tuple[Any, Any]:

@@ -103,13 +103,10 @@ def _load_processor(path: Path) -> Any:
 def train(cfg: TrainConfig) -> dict:
     """Train one stage with Ray Train and write its artifact to ``cfg.output``.
 
-    Returns
-    -------
-    dict
-        ``artifact`` (URI), ``stage``, ``steps``, ``final_loss``, ``val_loss`` (last
-        checkpoint's, None without ``val_fraction``), ``resumed_from`` (0 unless
-        the run went on from a checkpoint), ``median_tokens_per_s``, ``elapsed_s``,
-        ``checkpoint`` (URI of the final Ray Train checkpoint), ``losses`` (per step).
+    Returns ``artifact`` (URI), ``stage``, ``steps``, ``final_loss``, ``val_loss`` (the last
+    checkpoint's; None without ``val_fraction``), ``resumed_from`` (0 unless the run went on
+    from a checkpoint), ``median_tokens_per_s``, ``elapsed_s``, ``checkpoint`` (the final Ray
+    Train checkpoint's URI) and ``losses`` (per step).
     """
     init_ray(cfg.address, log_to_driver=False)
     import ray.train

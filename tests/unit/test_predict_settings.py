@@ -26,7 +26,8 @@ def test_predict_flags_map_to_fields(tmp_path):
                                                    str(Path("out").resolve()))  # fmt: skip
     assert cfg.skip_exif_gps is True and cfg.num_actors == 2
     assert cfg.batch_size == 4 and cfg.h3_resolution == 7  # preset < flags
-    assert args.command.run == "georay.predict.bulk:predict"
+    # The VLM alone, or fused when a gallery is given (georay.archive.job dispatches).
+    assert args.command.run == "georay.archive.job:predict" and not cfg.fused
 
 
 def test_serve_flags_map_to_fields():
