@@ -76,11 +76,14 @@ def georay_argv(*argv: str) -> list[str]:
     return [*([str(exe)] if exe.exists() else [sys.executable, "-m", "georay.cli"]), *argv]
 
 
-def france_model(save_dir: Path, answer: dict, max_steps: int = 200) -> tuple[int, float]:
+def france_model(
+    save_dir: Path, answer: dict, max_steps: int = 200, min_steps: int = 0
+) -> tuple[int, float]:
     """Fine-tune the tiny Qwen2-VL to answer ``answer`` (format_answer fields) to any image.
 
     Plain torch steps (full fine-tuning, AdamW 3e-3, four fresh noise images a step) until
-    greedy answers to unseen images are exactly right: 50 steps. The images are 56 or 84
+    greedy answers to unseen images are exactly right: 50 steps (then its token probabilities
+    are still ~0.9 each; ``min_steps`` trains on, for a model sure of its answer). The images are 56 or 84
     pixels a side, so the model sees 4 to 9 image tokens as it will for real photos (trained on
     one size only, it answered other sizes with garbled text). Returns (steps, seconds).
     """
@@ -92,13 +95,13 @@ def france_model(save_dir: Path, answer: dict, max_steps: int = 200) -> tuple[in
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        steps = _fit_fixed_answer(save_dir, answer, max_steps)
+        steps = _fit_fixed_answer(save_dir, answer, max(max_steps, min_steps), min_steps)
     finally:
         torch.set_num_threads(threads)
     return steps, time.monotonic() - started
 
 
-def _fit_fixed_answer(save_dir: Path, answer: dict, max_steps: int) -> int:
+def _fit_fixed_answer(save_dir: Path, answer: dict, max_steps: int, min_steps: int = 0) -> int:
     import torch
 
     from georay.models.vlm import collate, encode_example, generate_answers, tiny_qwen2vl
@@ -118,7 +121,7 @@ def _fit_fixed_answer(save_dir: Path, answer: dict, max_steps: int) -> int:
         model(**collate(examples, processor.tokenizer.pad_token_id)).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if step % 10 == 0:
+        if step % 10 == 0 and step >= min_steps:
             model.eval()
             probes = [noise(360, 480), noise(300, 200)]
             if generate_answers(model, processor, probes, INFERENCE_QUESTION, 64) == [target] * 2:

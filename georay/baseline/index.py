@@ -117,3 +117,59 @@ def describe(gallery_ids: np.ndarray, sims: np.ndarray, best: int, top: int = 3)
     """The ``reasons`` text of a retrieval answer: the chosen neighbour and the closest ones."""
     near = ", ".join(f"{gallery_ids[j]} ({sims[j]:.3f})" for j in range(min(top, len(sims))))
     return f"medoid of {len(sims)} neighbours: {gallery_ids[best]}; nearest: {near}"
+
+
+@dataclass
+class Votes:
+    """How a query's neighbours vote for places (:func:`place_votes`)."""
+
+    country: float  # probability of the answer's country
+    city: float | None  # of the answer's city within that country (None: the answer has none)
+    candidates: list[tuple[int, float]]  # (neighbour column, probability), the answer first
+
+
+def place_votes(
+    country: np.ndarray, city: np.ndarray, w: np.ndarray, answer: int, top_k: int
+) -> Votes:
+    """The neighbours' weights grouped by place: the answer's confidences and the top-k.
+
+    A country's probability is the summed weight of its neighbours; a city's, of the neighbours
+    in that city of that country (so it is never above its country's). Candidates are one per
+    country, at its most probable city (a neighbour of the country without a city stands for
+    the country as a whole), the answer's country first, then by country probability: each is
+    a distinct place (their probabilities sum to <= 1) and the top-k names k countries, which
+    is what top-k country accuracy asks of them.
+
+    Parameters
+    ----------
+    country, city : numpy.ndarray
+        ``(n,)`` objects: the valid neighbours' ISO codes and cities, most similar first.
+    w : numpy.ndarray
+        ``(n,)`` their weights (:func:`neighbour_weights`), summing to 1.
+    answer : int
+        The neighbour whose place is the answer (the medoid).
+    top_k : int
+        Most candidates returned.
+    """
+    w = np.asarray(w, dtype=np.float64)  # float32 weights can sum past 1 by a rounding
+    w = w / w.sum()
+    by_country: dict = {}
+    by_city: dict = {}
+    for c, t, wi in zip(country, city, w, strict=True):
+        by_country[c] = by_country.get(c, 0.0) + float(wi)
+        by_city[(c, t)] = by_city.get((c, t), 0.0) + float(wi)
+
+    def p_place(i: int) -> float:  # the finest level the neighbour's place names
+        key = (country[i], city[i])
+        return min(by_city[key] if city[i] is not None else by_country[country[i]], 1.0)
+
+    best: dict = {}  # country -> (probability, column); neighbours come most similar first
+    for i in range(len(w)):
+        if country[i] not in best or p_place(i) > best[country[i]][0]:
+            best[country[i]] = (p_place(i), i)
+    a = country[answer]
+    best[a] = (p_place(answer), answer)
+    others = sorted((c for c in best if c != a), key=lambda c: -by_country[c])  # stable
+    ranked = [best[a]] + [best[c] for c in others]
+    city_p = p_place(answer) if city[answer] is not None else None
+    return Votes(min(by_country[a], 1.0), city_p, [(i, p) for p, i in ranked[: max(top_k, 1)]])

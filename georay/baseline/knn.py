@@ -6,6 +6,12 @@ similarity-weighted geodesic medoid of their locations (:mod:`georay.baseline.in
 also says why faiss and which index for which gallery size). The answer carries that gallery
 image's country and city, so country and city metrics apply as to any other method.
 
+Confidence (issue 20): the similarity weights of the ``--vote-neighbours`` nearest images
+(softmax at ``--vote-temperature``), grouped by place (:func:`georay.baseline.index.place_votes`):
+the answer's country and city probabilities and one candidate per country. A
+``calibration.json`` next to the gallery (``georay calibrate --model GALLERY``) is applied with
+no flag (:func:`georay.protocol.calibration.job_calibration`).
+
 The gallery is a ``georay curate score --embeddings`` output: its ``embeddings/`` (never
 recomputed) joined on ``image_id`` to where each image was taken, by default its own
 ``scores/`` (the scored manifest's lat, lon, country, city, split), or any table georay reads
@@ -25,14 +31,15 @@ import pyarrow.compute as pc
 
 from georay import pipeline as pl
 from georay.baseline.config import KnnConfig
-from georay.baseline.index import Gallery, describe, locate
+from georay.baseline.index import Gallery, describe, locate, neighbour_weights, place_votes
 from georay.baseline.threads import set_threads
 from georay.curate.embedder import Embedder, EncoderSpec
 from georay.data.storage import join_uri, read_bytes
 from georay.data.vectors import build_index, normalise
 from georay.errors import UserError
 from georay.predict.rows import predictions_table, rows_of, run_predictions_job
-from georay.protocol.predictions import Resolved, add_cells, answer_row
+from georay.protocol.calibration import Calibration, job_calibration
+from georay.protocol.predictions import Resolved, add_cells, answer_row, candidate, with_confidence
 from georay.runtime import init_ray
 
 log = logging.getLogger(__name__)
@@ -145,7 +152,14 @@ class KnnActor(Embedder):
     """The curate :class:`~georay.curate.embedder.Embedder` (same encoder, same preprocessing)
     plus the gallery index: pixels in, predictions rows out."""
 
-    def __init__(self, encoder: dict, gallery: list, settings: dict, per_node: int = 1):
+    def __init__(
+        self,
+        encoder: dict,
+        gallery: list,
+        settings: dict,
+        per_node: int = 1,
+        calibration: Calibration | None = None,
+    ):
         import ray
 
         from georay.geo.gazetteer import get_gazetteer
@@ -158,30 +172,50 @@ class KnnActor(Embedder):
         self.gallery = Gallery.from_arrays(ray.get(gallery[0]))
         self.gaz = get_gazetteer()
         self.model = knn_model_id(EncoderSpec(**encoder), cfg)
+        self.calibration = calibration
+
+    def place(self, j: int) -> Resolved:
+        """Gallery item ``j``'s place, as an answer."""
+        g, code = self.gallery, self.gallery.country[j]
+        name = self.gaz.country_name(code) if code else None
+        return Resolved(name, code, g.city[j], float(g.lat[j]), float(g.lon[j]), "coords")
+
+    def confidence(self, row: dict, rows: np.ndarray, w: np.ndarray, best: int) -> dict:
+        """Fill the confidence fields of ``row`` from the vote of its neighbours ``rows``
+        (gallery items, most similar first), weighted ``w``; the answer is column ``best``."""
+        g = self.gallery
+        votes = place_votes(g.country[rows], g.city[rows], w, best, self.cfg.top_k)
+        cands = [candidate(self.place(rows[i]), p) for i, p in votes.candidates]
+        return with_confidence(row, country=votes.country, city=votes.city, candidates=cands,
+                               top_k=self.cfg.top_k, calibration=self.calibration,
+                               method="knn", min_confidence=self.cfg.min_confidence)  # fmt: skip
 
     def answers(self, ids: np.ndarray, emb: np.ndarray) -> list[dict]:
         """Answer rows of query embeddings ``emb`` (their image ids: ``ids``)."""
-        g, k = self.gallery, self.cfg.neighbours
-        sims, rows = g.search(emb, k, exclude=ids if self.cfg.exclude_self else None)
+        cfg, g, k = self.cfg, self.gallery, self.cfg.neighbours
+        # One search for both: the vote's neighbours include the answer's.
+        wide, voters = g.search(emb, max(k, cfg.vote_neighbours),
+                                exclude=ids if cfg.exclude_self else None)  # fmt: skip
+        votes = neighbour_weights(wide, voters >= 0, cfg.vote_temperature)
+        sims, rows = wide[:, :k], voters[:, :k]
         valid = rows >= 0
         safe = np.maximum(rows, 0)
-        best = locate(g.lat[safe], g.lon[safe], sims, valid, self.cfg.temperature)
+        best = locate(g.lat[safe], g.lon[safe], sims, valid, cfg.temperature)
         out = []
         for q in range(len(emb)):
             if not valid[q].any():
                 place = Resolved(None, None, None, None, None, None)
-                out.append(answer_row(place, self.model, answer_error="empty gallery"))
+                out.append(answer_row(place, self.model, answer_error="empty gallery",
+                                      method="knn"))  # fmt: skip
                 continue
-            j = rows[q, best[q]]
-            code = g.country[j]
-            name = self.gaz.country_name(code) if code else None
-            place = Resolved(name, code, g.city[j], float(g.lat[j]), float(g.lon[j]), "coords")
-            n = int(valid[q].sum())
+            n = int(valid[q].sum())  # valid neighbours come first
             near = [[str(g.image_id[r]), round(float(s), 4)]
                     for r, s in zip(rows[q, :n], sims[q, :n], strict=True)]  # fmt: skip
             reasons = describe(g.image_id[rows[q, :n]], sims[q, :n], int(best[q]))
-            out.append(answer_row(place, self.model, reasons=reasons,
-                                  raw_text=json.dumps({"neighbours": near})))  # fmt: skip
+            row = answer_row(self.place(rows[q, best[q]]), self.model, reasons=reasons,
+                             raw_text=json.dumps({"neighbours": near}), method="knn")  # fmt: skip
+            m = int((voters[q] >= 0).sum())  # valid voters come first, the medoid among them
+            out.append(self.confidence(row, voters[q, :m], votes[q, :m], int(best[q])))
         return out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -193,7 +227,7 @@ class KnnActor(Embedder):
             found = self.answers(ids, np.asarray(batch["embedding"])[rows])
             answers = dict(zip(rows.tolist(), add_cells(found, self.cfg.h3_resolution),
                                strict=True))  # fmt: skip
-        return predictions_table(rows_of(batch), answers, self.model)
+        return predictions_table(rows_of(batch), answers, self.model, method="knn")
 
 
 def knn_model_id(spec: EncoderSpec, cfg: KnnConfig) -> str:
@@ -207,6 +241,7 @@ def knn(cfg: KnnConfig) -> dict:
 
     spec, info = head_encoder(cfg.head)
     _check_gallery(cfg.gallery, info)
+    calibration, calibration_id = job_calibration(cfg.calibration, cfg.gallery)
     init_ray(cfg.address)  # the gallery goes into this cluster's object store
     gallery, gallery_info = load_gallery(cfg)
     ref = ray.put(gallery.to_arrays())  # once; every actor reads it from the object store
@@ -220,6 +255,7 @@ def knn(cfg: KnnConfig) -> dict:
                 "gallery": [ref],
                 "settings": dataclasses.asdict(cfg),
                 "per_node": pl.actors_per_node(cfg.num_actors),
+                "calibration": calibration,
             },
             batch_format="numpy",
             **pl.actor_pool_options(cfg),
@@ -232,5 +268,9 @@ def knn(cfg: KnnConfig) -> dict:
         "gallery_split": cfg.gallery_split or None,
         "index": cfg.index,
         "exclude_self": cfg.exclude_self,
+        "vote": [cfg.vote_neighbours, cfg.vote_temperature],
+        "calibration": calibration_id,
+        "top_k": cfg.top_k,
+        "min_confidence": cfg.min_confidence,
     }
     return run_predictions_job("baseline knn", cfg, identity, stages, extra=gallery_info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from georay.config import Config, option
@@ -62,6 +63,12 @@ class CalibrateConfig(Config):
         super().__post_init__()
         if not (self.model or self.output):
             raise ValueError("give --model (calibration.json is written next to it) or --output")
+        if not self.output and not _holds_files(self.model):
+            # A built-in or hub model (zero-shot's 'tiny', geolocal/StreetCLIP) has no folder
+            # of ours: writing "next to it" would make a stray relative folder.
+            raise ValueError(f"--model {self.model!r} is no folder or s3:// prefix to write "
+                             "calibration.json into: give --output, and that path to the "
+                             "job's --calibration")  # fmt: skip
         if self.map not in MAPS:
             raise ValueError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
         if self.min_rows < 2:
@@ -71,3 +78,8 @@ class CalibrateConfig(Config):
     def destination(self) -> str:
         """Where calibration.json goes: --output, else next to --model."""
         return self.output or self.model
+
+
+def _holds_files(model: str) -> bool:
+    """An existing local folder, an ``s3://`` prefix (a gallery, an artifact) or a .json file."""
+    return model.startswith("s3://") or model.endswith(".json") or os.path.isdir(model)

@@ -94,6 +94,21 @@ def confidence_headline_rows(methods: list[dict]) -> list[list[object]]:
     return rows
 
 
+def placed_lines(metrics: dict, target: float = 0.95, bold: bool = False) -> list[str]:
+    """Per method with confidences: "at 95% country precision, X% of photos are placed", with
+    the threshold to give ``--min-confidence`` (the demo prints them; the report lists them)."""
+    out = []
+    for name, m in (metrics.get("methods") or {}).items():
+        row = _selective((m.get("confidence") or {}).get("country") or {}, target)
+        if row is None:
+            continue
+        label = f"**{name}**" if bold else name
+        out.append(f"{label}: at {target:.0%} country precision, {row['kept_share']:.1%} of "
+                   "photos are placed" + ("" if row["threshold"] is None else
+                   f" (keep rows with confidence >= {row['threshold']:.4f})"))  # fmt: skip
+    return out
+
+
 def confidence_section(metrics: dict) -> list[str]:
     """The report's confidence section: what a user can accept at a precision, calibration,
     top-k and abstention, per method that carries confidences (empty if none does)."""
@@ -102,12 +117,7 @@ def confidence_section(metrics: dict) -> list[str]:
     if not methods:
         return []
     out = ["## Confidence: what you can accept", ""]
-    for name, c in methods.items():
-        row = _selective(c.get("country") or {}, 0.95)
-        if row is not None:
-            out.append(f"- **{name}**: at 95% country precision, {row['kept_share']:.1%} of "
-                       "photos are placed" + ("" if row["threshold"] is None else
-                       f" (keep rows with confidence >= {row['threshold']:.4f})"))  # fmt: skip
+    out += [f"- {line}" for line in placed_lines(metrics, bold=True)]
     out += ["", "Keep rows whose confidence is at least the threshold (`--min-confidence`) and "
             "send the rest to a person:", ""]  # fmt: skip
     sel = [[name, f"{r['target_precision']:.0%}", r["threshold"], r["kept_share"], r["kept_rows"],

@@ -459,10 +459,110 @@ def generate_answers(
     """Greedy answers to ``questions`` (one per image, or one string for all), decoded text."""
     if isinstance(questions, str):
         questions = [questions] * len(images)
-    batch = encode_prompts(processor, images, questions)
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    batch = _on_device(model, encode_prompts(processor, images, questions))
     out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
     new_tokens = out[:, batch["input_ids"].shape[1] :]
     return processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def _on_device(model: Any, batch: dict) -> dict:
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    return batch
+
+
+def _stop_ids(model: Any) -> set[int]:
+    config = model.generation_config
+    ids = config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return set(ids) | ({config.pad_token_id} if config.pad_token_id is not None else set())
+
+
+@torch.no_grad()
+def generate_scored(model, processor, batch: dict, max_new_tokens: int, top_n: int) -> list:
+    """Greedy answers to an :func:`encode_prompts` batch with their token probabilities.
+
+    The same tokens and text as :func:`generate_answers` (the logits are only read), as one
+    :class:`~georay.protocol.tokenprob.Scored` per row, with the ``top_n`` most probable tokens
+    of every step.
+    """
+    from georay.protocol.tokenprob import Scored
+
+    batch = _on_device(model, batch)
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                         output_logits=True, return_dict_in_generate=True)  # fmt: skip
+    new = out.sequences[:, batch["input_ids"].shape[1] :]
+    # Raw logits (before any logits processor), as vLLM's logprobs: the engines agree. One step
+    # at a time in float64: a (batch, steps, vocab) float64 tensor of a 150K vocabulary would
+    # be a gigabyte, and float32 log-softmax drifts by 1e-6 a token.
+    chosen, values, indices = [], [], []
+    for step, logits in enumerate(out.logits):
+        logp = torch.log_softmax(logits.double(), dim=-1)  # (B, V)
+        chosen.append(logp.gather(-1, new[:, step, None])[:, 0])
+        if top_n:
+            top = torch.topk(logp, min(top_n, logp.shape[-1]), dim=-1)
+            values.append(top.values)
+            indices.append(top.indices)
+    chosen = torch.stack(chosen, dim=1).cpu().tolist()
+    if top_n:
+        values = torch.stack(values, dim=1).cpu().tolist()
+        indices = torch.stack(indices, dim=1).cpu().tolist()
+    texts = processor.batch_decode(new, skip_special_tokens=True)
+    stop, rows = _stop_ids(model), []
+    for b, ids in enumerate(new.tolist()):
+        n = next((i for i, t in enumerate(ids) if t in stop), len(ids))
+        steps = []
+        if top_n:
+            steps = [list(zip(i, v, strict=True))
+                     for i, v in zip(indices[b][:n], values[b][:n], strict=True)]  # fmt: skip
+        rows.append(Scored(tokens=ids[:n], logprobs=chosen[b][:n], top=steps,
+                           text=texts[b]))  # fmt: skip
+    return rows
+
+
+def _image_slices(grid_thw: torch.Tensor) -> list[slice]:
+    """Each image's rows of a batch's concatenated ``pixel_values``."""
+    sizes = grid_thw.prod(dim=-1).tolist()
+    starts = np.cumsum([0, *sizes])
+    return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+
+def continue_batch(batch: dict, rows: Sequence[int], prefixes: Sequence[Sequence[int]],
+                   pad_token_id: int) -> dict:  # fmt: skip
+    """A left-padded batch of ``batch``'s prompt ``rows`` (repeats allowed), each followed by
+    its ``prefixes`` tokens: greedy generation from it continues answers already begun."""
+    mask = batch["attention_mask"]
+    ids = [
+        torch.cat([batch["input_ids"][r][mask[r].bool()], torch.tensor(list(p), dtype=torch.long)])
+        for r, p in zip(rows, prefixes, strict=True)
+    ]
+    types = None
+    if "mm_token_type_ids" in batch:
+        types = [torch.cat([batch["mm_token_type_ids"][r][mask[r].bool()],
+                            torch.zeros(len(p), dtype=torch.long)])
+                 for r, p in zip(rows, prefixes, strict=True)]  # fmt: skip
+    width = max(len(x) for x in ids)
+
+    def left(x: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.cat([x.new_full((width - len(x),), value), x])
+
+    out = {
+        "input_ids": torch.stack([left(x, pad_token_id) for x in ids]),
+        "attention_mask": torch.stack([left(torch.ones_like(x), 0) for x in ids]),
+    }
+    if types is not None:
+        out["mm_token_type_ids"] = torch.stack([left(x, 0) for x in types])
+    slices = _image_slices(batch["image_grid_thw"])
+    out["pixel_values"] = torch.cat([batch["pixel_values"][slices[r]] for r in rows])
+    out["image_grid_thw"] = batch["image_grid_thw"][list(rows)]
+    return out
+
+
+def continue_scored(model, processor, batch: dict, rows: Sequence[int],
+                    prefixes: Sequence[Sequence[int]], max_new_tokens: int) -> list:  # fmt: skip
+    """Greedy continuations (with their log-probabilities) of answers begun with ``prefixes``,
+    for the prompts ``rows`` of an :func:`encode_prompts` batch, in one ``generate`` call."""
+    pad = processor.tokenizer.pad_token_id
+    cont = continue_batch(batch, rows, prefixes, pad)
+    return generate_scored(model, processor, cont, max_new_tokens, top_n=0)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from georay.config import Batched, Config, option
+from georay.config import Batched, Confident, Config, option
 from georay.pipeline.settings import BulkSettings
 
 ENGINES = ("hf", "vllm")
 
 
 @dataclass(kw_only=True)
-class ModelSettings(Batched):
+class ModelSettings(Batched, Confident):
     """How to load and ask the model; shared by ``georay predict`` and ``georay serve``."""
 
     model: str = option(
@@ -56,6 +56,18 @@ class ModelSettings(Batched):
     max_images: int = option(
         1, help="vllm: images one request may carry (chat completions with several images)"
     )
+    confidence: bool = option(
+        True,
+        help="score each answer with the model's own token probabilities: country_confidence, "
+        "city_confidence and the top-k candidates (alternatives the model completes itself)",
+    )
+
+    def load_calibration(self):
+        """The calibration the answers' confidences go through: ``--calibration``, else the
+        one `georay calibrate` stored next to the model (None: raw, or ``--no-confidence``)."""
+        from georay.protocol.calibration import job_calibration
+
+        return job_calibration(self.calibration, self.model)[0] if self.confidence else None
 
     @classmethod
     def of(cls, values: dict, **overrides) -> ModelSettings:
@@ -81,6 +93,8 @@ class ModelSettings(Batched):
             )
         if self.tensor_parallel_size < 1 or self.max_images < 1:
             raise ValueError("tensor_parallel_size and max_images must be >= 1")
+        if self.min_confidence and not self.confidence:
+            raise ValueError("min_confidence needs confidence (drop --no-confidence)")
         if self.max_pixels and self.max_pixels < 28 * 28:
             raise ValueError(
                 f"max_pixels must be 0 (the processor's own) or >= 784, got {self.max_pixels}"
@@ -88,12 +102,102 @@ class ModelSettings(Batched):
 
 
 @dataclass(kw_only=True)
-class PredictConfig(BulkSettings, ModelSettings):
+class GallerySearch(Config):
+    """How a photo's nearest gallery images are found and weighted: one declaration for
+    ``georay predict --gallery`` (the fused method) and ``georay baseline knn``."""
+
+    gallery_labels: str = option(
+        "",
+        help="where the gallery images were taken, any table layout georay reads (default: "
+        "GALLERY/scores, which carries the scored input's lat, lon, country, city)",
+        path="in",
+    )
+    gallery_split: str = option(
+        "", help="use only gallery rows of this split (labels' 'split' column); '' = all"
+    )
+    # neighbours and temperature: chosen by a sweep on the demo world (georay/baseline/index.py)
+    neighbours: int = option(5, help="gallery neighbours per photo", aliases=("--k",))
+    temperature: float = option(
+        0.05, help="softmax temperature of the neighbours' similarity weights; 0 = uniform"
+    )
+    index: str = option(
+        "auto", help="faiss index: flat (exact), ivf, or auto (flat up to 50K gallery images)"
+    )
+    nprobe: int = option(32, help="inverted lists an ivf index searches per query")
+    exclude_self: bool = option(
+        True, help="skip a gallery image with the photo's own image_id (no answer by lookup)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.index not in ("auto", "flat", "ivf"):
+            raise ValueError(f"index must be auto, flat or ivf, not {self.index!r}")
+        if self.nprobe < 1:
+            raise ValueError(f"nprobe must be >= 1, got {self.nprobe}")
+
+
+@dataclass(kw_only=True)
+class GallerySettings(GallerySearch):
+    """A geotagged gallery beside the VLM (issue 21, the fused method): each photo's nearest
+    gallery images, found with the encoder of the curate head that embedded the gallery."""
+
+    gallery: str = option(
+        "",
+        help="fuse the VLM with retrieval over this `georay curate score --embeddings` output "
+        "(its embeddings/ and where they were taken); '' = the VLM alone",
+        path="in",
+    )
+    gallery_from_exif: bool = option(
+        False,
+        help="the gallery is the input's own photos with EXIF GPS (their rows: method exif, "
+        "at the EXIF point); the rest are predicted with it",
+    )
+    head: str = option(
+        "",
+        help="with a gallery: the curate head whose encoder embedded it; photos are embedded "
+        "with it",
+        path="in",
+    )
+    fusion_vlm_weight: float = option(
+        1.0, help="exponent of the VLM's country distribution in the log-linear fusion"
+    )
+    fusion_knn_weight: float = option(
+        1.0, help="exponent of the neighbours' country distribution in the log-linear fusion"
+    )
+
+    @property
+    def fused(self) -> bool:
+        """True when photos are placed by the fused method."""
+        return bool(self.gallery) or self.gallery_from_exif
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gallery and self.gallery_from_exif:
+            raise ValueError("give --gallery or --gallery-from-exif, not both")
+        if self.fused and not self.head:
+            raise ValueError("a gallery needs --head: the curate head whose encoder embedded it")
+        if min(self.fusion_vlm_weight, self.fusion_knn_weight) < 0 or not (
+            self.fusion_vlm_weight + self.fusion_knn_weight
+        ):
+            raise ValueError("fusion weights must be >= 0 and not both 0")
+
+
+@dataclass(kw_only=True)
+class PredictConfig(BulkSettings, ModelSettings, GallerySettings):
     """``georay predict``: geotag every image of the input; resumable."""
 
     skip_exif_gps: bool = option(
         False, help="do not run the model on images whose EXIF already has GPS"
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fused and self.engine != "hf":
+            raise ValueError("--gallery and --gallery-from-exif run on --engine hf for now")
 
 
 @dataclass(kw_only=True)
@@ -109,3 +213,15 @@ class ExportConfig(Config):
         help="also write base/ (every stage but the last, merged) and adapter/ (the last stage's "
         "LoRA), to serve the last stage as a LoRA over a shared base (vLLM LoRARequest)",
     )
+
+
+@dataclass(kw_only=True)
+class ExportGeoConfig(Config):
+    """``georay export-geo``: predictions as GeoJSON, for web maps and QGIS."""
+
+    predictions: str = option(
+        help="a predictions table: a job's predictions/ folder (or its output folder), or a "
+        "Parquet/CSV/JSONL file with lat and lon",
+        path="in",
+    )
+    output: str = option(help="GeoJSON file to write (local or s3://)", path="out")

@@ -100,7 +100,8 @@ class PredictActor:
         todo = np.flatnonzero(pl.ok_mask(batch) & ~skip)
         answers = dict(zip(todo.tolist(), self.predictor.predict(images_of(batch, todo)),
                            strict=True))  # fmt: skip
-        return predictions_table(rows_of(batch), answers, self.predictor.model_id)
+        return predictions_table(rows_of(batch), answers, self.predictor.model_id, method="vlm",
+                                 h3_resolution=self.predictor.settings.h3_resolution)  # fmt: skip
 
 
 class HfOnline:

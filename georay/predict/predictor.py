@@ -16,7 +16,7 @@ import numpy as np
 from georay.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError, decode_fit
 from georay.models.vlm import processor_max_pixels
 from georay.predict.config import ModelSettings
-from georay.predict.place import rows_from_texts
+from georay.predict.place import confidence_rows, plan_confidence, rows_from_texts
 from georay.protocol.predictions import ANSWER_FIELDS, error_row
 from georay.protocol.prompts import INFERENCE_QUESTION
 
@@ -63,6 +63,7 @@ class Predictor:
         self.max_pixels = settings.max_pixels or processor_max_pixels(self.processor)
         self.gazetteer = get_gazetteer()
         self.model_id = settings.model
+        self.calibration = settings.load_calibration()
 
     def load_image(
         self, data: bytes, *, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -84,23 +85,51 @@ class Predictor:
                                       max_new_tokens=self.settings.max_new_tokens)  # fmt: skip
         return texts
 
+    def decode(self, tokens: list[int]) -> str:
+        return self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def generate_rows(self, images: list[np.ndarray]) -> list[dict]:
+        """Rows of one ``generate`` batch; with confidence, the answers' token probabilities
+        and one more ``generate`` call completing every row's alternatives (in ``batch_size``
+        chunks)."""
+        if not self.settings.confidence:
+            return self.rows_from_texts(list(self.generate(images)))
+        from georay.models.vlm import continue_scored, encode_prompts, generate_scored
+
+        s = self.settings
+        batch = encode_prompts(self.processor, images, [self.question] * len(images))
+        scored = generate_scored(self.model, self.processor, batch, s.max_new_tokens, s.top_k)
+        plan = plan_confidence(scored, self.decode, s.top_k)
+        rest = []
+        if plan.branches:  # one call: a wider batch costs little more than a narrower one
+            budget = max(b.max_new_tokens for b in plan.branches)
+            rest = continue_scored(self.model, self.processor, batch,
+                                   [b.row for b in plan.branches],
+                                   [b.prefix for b in plan.branches], budget)  # fmt: skip
+        return confidence_rows(plan, rest, self.decode, top_k=s.top_k,
+                               h3_resolution=s.h3_resolution, model_id=self.model_id,
+                               calibration=self.calibration, min_confidence=s.min_confidence,
+                               gazetteer=self.gazetteer)  # fmt: skip
+
     def predict(self, images: list[np.ndarray]) -> list[dict]:
         """Predictions rows (all of :data:`ANSWER_FIELDS`) for decoded RGB images.
 
         A batch that fails in ``generate`` is retried image by image, so one bad input becomes
         one error row instead of failing its neighbours.
         """
-        try:
-            texts: list[str | Exception] = list(self.generate(images))
-        except Exception as err:
-            log.warning("batch of %d failed (%s); retrying one by one", len(images), err)
-            texts = []
-            for image in images:
-                try:
-                    texts.extend(self.generate([image]))
-                except Exception as one_err:
-                    texts.append(one_err)
-        return self.rows_from_texts(texts)
+        rows: list[dict] = []
+        for start in range(0, len(images), self.settings.batch_size):
+            chunk = images[start : start + self.settings.batch_size]
+            try:
+                rows += self.generate_rows(chunk)
+            except Exception as err:
+                log.warning("batch of %d failed (%s); retrying one by one", len(chunk), err)
+                for image in chunk:
+                    try:
+                        rows += self.generate_rows([image])
+                    except Exception as one_err:
+                        rows += self.rows_from_texts([one_err])
+        return rows
 
     def rows_from_texts(self, texts: list[str | Exception]) -> list[dict]:
         """Parse, resolve and cell-index generated texts (:func:`~georay.predict.place.rows_from_texts`)."""

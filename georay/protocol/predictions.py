@@ -71,24 +71,38 @@ PREDICTIONS_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         ("model", pa.string()),
+        ("method", pa.string()),
         ("exif_lat", pa.float64()),
         ("exif_lon", pa.float64()),
         ("country_confidence", pa.float64()),
         ("city_confidence", pa.float64()),
         ("candidates", pa.list_(CANDIDATE_TYPE)),
         ("abstained", pa.bool_()),
+        # WKB point of (lon, lat), null without a point: GeoParquet (georay.protocol.geoparquet)
+        ("geometry", pa.binary()),
     ]
 )
+# How a row was placed (DESIGN predictions contract, issue 21).
+METHODS = ("exif", "vlm", "knn", "zeroshot", "fused")
 # What a predictor fills in for one image (the rest comes from the input row).
 ANSWER_FIELDS = tuple(
-    n for n in PREDICTIONS_SCHEMA.names if n not in ("image_id", "uri", "exif_lat", "exif_lon")
+    n
+    for n in PREDICTIONS_SCHEMA.names
+    if n not in ("image_id", "uri", "exif_lat", "exif_lon", "geometry")
 )
 
 
-def error_row(error: str, model: str) -> dict:
-    """The answer fields of an image that could not be predicted."""
+def _method(method: str | None) -> str | None:
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def error_row(error: str, model: str, method: str | None = None) -> dict:
+    """The answer fields of an image that could not be predicted (``method``: the one that
+    failed, when known)."""
     row = dict.fromkeys(ANSWER_FIELDS)
-    row.update(answered=False, status="error", error=error, model=model)
+    row.update(answered=False, status="error", error=error, model=model, method=_method(method))
     return row
 
 
@@ -117,11 +131,13 @@ def answer_row(
     reasons: str | None = None,
     answered: bool = True,
     answer_error: str | None = None,
+    method: str | None = None,
 ) -> dict:
     """The answer fields (:data:`ANSWER_FIELDS`) of an ``ok`` row placed at ``place``.
 
     ``answered`` is the predictor's own verdict (a parsed answer that named a place); a place
-    without a point is never answered. ``h3`` is filled by :func:`add_cells`.
+    without a point is never answered. ``h3`` is filled by :func:`add_cells`. ``method`` (one
+    of :data:`METHODS`) says how the row was placed.
     """
     return {
         "country": place.country,
@@ -140,6 +156,7 @@ def answer_row(
         "status": "ok",
         "error": None,
         "model": model,
+        "method": _method(method),
         **NO_CONFIDENCE,
     }
 

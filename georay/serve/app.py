@@ -7,7 +7,11 @@ Endpoints (see :func:`build_app` for the settings):
     JSON ``{"image_base64": "..."}`` / ``{"image_url": "https://..."}`` (URL fetching is off
     unless ``allow_url_fetch``; :mod:`georay.data.urls` has the rules). Answers the DESIGN
     "predictions" fields: country, country_code, city, lat, lon, h3, reasons, answered, model,
-    and the photo's own EXIF GPS as ``exif_lat``/``exif_lon`` (null when it has none).
+    and the photo's own EXIF GPS as ``exif_lat``/``exif_lon`` (null when it has none), and
+    the confidence fields of every predictions row: ``country_confidence``,
+    ``city_confidence``, ``candidates`` (top ``--top-k`` places, the answer first) and
+    ``abstained`` (under ``--min-confidence``), calibrated when the model has a
+    ``calibration.json``.
 ``POST /v1/chat/completions``
     OpenAI-compatible. With ``--engine vllm`` the caller's own messages (system, user and
     assistant turns; text and ``image_url`` parts, ``data:`` URLs or http(s) when fetching is
@@ -230,6 +234,9 @@ class GeoModel:
             "max_image_pixels": self.cfg.max_image_pixels,
             "allow_url_fetch": self.cfg.allow_url_fetch,
             "h3_resolution": self.cfg.h3_resolution,
+            "confidence": self.cfg.confidence,
+            "top_k": self.cfg.top_k,
+            "min_confidence": self.cfg.min_confidence,
         }
 
     @api.get("/v1/h3/{cell}")

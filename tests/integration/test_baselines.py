@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from support import georay_ok
@@ -80,6 +81,41 @@ def test_knn_job(world, runs):
         assert row["country_code"] in world["countries"] and row["city"]
     again = knn(cfg)  # resume: everything is committed, nothing to add
     assert again["rows_this_run"] == 0 and len(_rows(out)) == summary["rows_out"]
+
+
+def test_knn_confidence_then_calibrated_without_a_flag(world, runs, tmp_path):
+    from georay.protocol.calibration import load_calibration
+
+    rows = _rows(world["root"] / "knn")
+    ok = {i: r for i, r in rows.items() if r["status"] == "ok"}
+    for r in ok.values():
+        cands = r["candidates"]
+        assert 0 < r["city_confidence"] <= r["country_confidence"] <= 1 and not r["abstained"]
+        assert (cands[0]["country_code"], cands[0]["city"]) == (r["country_code"], r["city"])
+        assert cands[0]["probability"] == pytest.approx(r["city_confidence"])
+        assert len({c["country_code"] for c in cands}) == len(cands) <= 5  # one per country
+        assert sum(c["probability"] for c in cands) <= 1 + 1e-9
+    assert all(r["country_confidence"] is None for r in rows.values() if r["status"] != "ok")
+    gallery = tmp_path / "gallery"  # a copy: the module's gallery stays uncalibrated
+    shutil.copytree(world["root"] / "gallery", gallery)
+    georay_ok("calibrate", "--model", str(gallery), "--input", str(world["root"] / "knn" / "predictions"),
+              "--truth", world["manifest"], "--method", "knn", "--min-rows", "10")  # fmt: skip
+    calibration = load_calibration(str(gallery))
+    out = tmp_path / "calibrated"
+    georay_ok("baseline", "knn", "--input", world["manifest"], "--output", str(out), "--gallery",
+              str(gallery), "--head", str(world["root"] / "head"), "--gallery-split", "train",
+              "--min-confidence", "0.5", "--top-k", "2")  # fmt: skip
+    again = _rows(out)
+    assert again.keys() == rows.keys()  # abstention keeps every row once
+    raw = np.array([r["country_confidence"] for r in ok.values()])
+    assert np.abs(calibration.apply(raw, "knn", "country") - raw).max() > 1e-3  # not identity
+    for i, r in ok.items():
+        want = float(calibration.apply(r["country_confidence"], "knn", "country"))
+        assert again[i]["country_confidence"] == pytest.approx(want)
+        assert again[i]["abstained"] == (want < 0.5) and again[i]["country"] == r["country"]
+        assert len(again[i]["candidates"]) <= 2
+    job = json.loads((out / "job.json").read_text())
+    assert job["calibration"].startswith(f"{gallery / 'calibration.json'} sha256:")
 
 
 def test_knn_refuses_a_gallery_of_another_encoder(world, tmp_path):

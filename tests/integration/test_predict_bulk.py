@@ -84,6 +84,10 @@ def test_manifest_job_exactly_once_then_resume(ray_session, tmp_path, tiny_model
 
     table = _read(out)
     assert table.schema.names == PREDICTIONS_SCHEMA.names
+    # GeoParquet: geopandas opens the job's output as points, no options.
+    frame = __import__("geopandas").read_parquet(out / "predictions")
+    placed = frame[frame["answered"]]
+    assert len(frame) == total and (placed.geometry.y == placed["lat"]).all()
     rows = {r["image_id"]: r for r in table.to_pylist()}
     assert len(rows) == table.num_rows == total
     for name, reason in CORRUPT.items():
@@ -92,8 +96,11 @@ def test_manifest_job_exactly_once_then_resume(ray_session, tmp_path, tiny_model
     assert rows["missing"]["error"].startswith("missing file")
     gps = rows["gps"]
     assert (round(gps["exif_lat"], 2), round(gps["exif_lon"], 2)) == (47.37, 8.53)
-    assert gps["status"] == "ok" and gps["answer_error"] == SKIPPED_EXIF
-    assert gps["raw_text"] is None
+    # Not asked: placed at its own EXIF point (method exif), and a GeoParquet point there.
+    assert gps["status"] == "ok" and gps["method"] == "exif" and gps["answered"]
+    assert (gps["lat"], gps["lon"]) == (gps["exif_lat"], gps["exif_lon"])
+    assert gps["raw_text"] is None and gps["answer_error"] != SKIPPED_EXIF
+    assert {r["method"] for n, r in rows.items() if n != "gps"} == {"vlm"}
     for name in good:
         if name != "gps":
             assert rows[name]["status"] == "ok" and rows[name]["error"] is None

@@ -79,6 +79,7 @@ RESPONSE_KEYS = {
     "country", "country_code", "city", "lat", "lon", "h3", "reasons", "answered", "resolution",
     "raw_text", "model",
     "country_confidence", "city_confidence", "candidates", "abstained",  # issue 20
+    "method",  # issue 21: how the row was placed (the API's model: vlm)
 }  # fmt: skip
 # /v1/geolocate also answers the photo's own EXIF GPS (the page's distance to it).
 GEOLOCATE_KEYS = RESPONSE_KEYS | {"exif_lat", "exif_lon"}
@@ -168,6 +169,7 @@ def test_config_tells_the_page_about_auth_and_limits_without_secrets(urls, clien
     assert main == {
         "model": urls["model"], "engine": "hf", "auth": False, "max_request_bytes": 1 << 20,
         "max_image_pixels": 2_000_000, "allow_url_fetch": False, "h3_resolution": 5,
+        "confidence": True, "top_k": 5, "min_confidence": 0.0,
     }  # fmt: skip
     guarded = client.get(urls["guarded"] + "/v1/config")
     assert guarded.status_code == 200  # the page asks before it has a key

@@ -268,6 +268,7 @@ def test_page_locates_a_photo_shows_errors_and_keeps_the_key_out_of_urls(
     km = haversine_km(*LYON, expected["lat"], expected["lon"])
     assert f"{round(float(km)):,} km from the prediction" in page.text_content("#exif")
     assert page.locator("#exif-marker").count() == 1
+    _confidence_shown(page, expected)  # the API's confidence and candidates, or "not given"
 
     # A photo over the body limit is downscaled in the browser, and keeps its EXIF GPS.
     assert photos["large"].stat().st_size > LIMIT
@@ -295,6 +296,76 @@ def test_page_locates_a_photo_shows_errors_and_keeps_the_key_out_of_urls(
     page.reload()
     page.wait_for_function("document.body.dataset.state === 'ready'")
     assert page.is_hidden("#key-row") and page.is_visible("#url-row")
+    page.close()
+
+
+def _confidence_shown(page, answer: dict) -> None:
+    """The page shows ``answer``'s confidence, lists its candidates and marks the first 3 that
+    have a point on the map (and says so, with no marker, when the answer carries none)."""
+    confidence = page.text_content("#confidence")
+    if answer.get("country_confidence") is None:
+        assert confidence == "not given by this model"
+    else:
+        assert confidence.startswith(f"{100 * answer['country_confidence']:.1f}% that the country")
+    assert ("check this answer by hand" in confidence) == bool(answer.get("abstained"))
+    cands = answer.get("candidates") or []
+    items = page.locator("#candidates li")
+    assert items.count() == len(cands)
+    for i, c in enumerate(cands):
+        assert items.nth(i).text_content().endswith(f" · {100 * c['probability']:.1f}%")
+    placed = [(i, c) for i, c in enumerate(cands[:3]) if c["lat"] is not None]
+    assert page.locator("#overlay circle.cand").count() == len(placed)
+    for i, c in placed:
+        dot = page.locator(f"#cand-marker-{i + 1}")
+        xy = float(dot.get_attribute("cx")), float(dot.get_attribute("cy"))
+        assert xy == pytest.approx((10 * c["lon"], -10 * c["lat"]))
+
+
+def test_confidence_and_the_top_3_candidates_on_the_map(browser, server, photos):
+    """An answer with a confidence and four candidates (the API's own answer with them set, so
+    the page is checked whatever the served model gives): the confidence in words, the list,
+    three numbered markers; then an answer with none: no marker, and nothing broken."""
+    extra = {
+        "country_confidence": 0.87, "city_confidence": 0.61, "abstained": True,
+        "candidates": [
+            {"country": "France", "country_code": "FR", "city": "Paris", "probability": 0.61},
+            {"country": "Belgium", "country_code": "BE", "city": "Brussels", "lat": 50.8503,
+             "lon": 4.3517, "probability": 0.14},
+            {"country": "Switzerland", "country_code": "CH", "city": "Geneva", "lat": 46.2044,
+             "lon": 6.1432, "probability": 0.09},
+            {"country": "Germany", "country_code": "DE", "city": "Berlin", "lat": 52.52,
+             "lon": 13.405, "probability": 0.05},
+        ],
+    }  # fmt: skip
+    real = _api_answer(server["url"], photos["small"])  # what the server says for the photo
+    first = extra["candidates"][0] | {"lat": real["lat"], "lon": real["lon"]}
+    answers = [
+        real | extra | {"candidates": [first, *extra["candidates"][1:]]},
+        real | {"country_confidence": None, "city_confidence": None, "candidates": None,
+                "abstained": None},
+    ]  # fmt: skip
+    sent = []
+
+    def with_candidates(route):  # the page's next POST gets the next of `answers`
+        sent.append(route.request.url)
+        route.fulfill(json=answers[len(sent) - 1])
+
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.route("**/v1/geolocate", with_candidates)
+    page.goto(server["url"] + "/")
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    page.fill("#key", KEY)
+    assert _upload(page, photos["small"]) == "done", page.text_content("#error")
+    assert page.text_content("#confidence").startswith(
+        "87.0% that the country is right, 61.0% the city"
+    )
+    assert page.text_content("#candidates li:nth-child(2)") == "Brussels, Belgium · 14.0%"
+    assert page.locator("#overlay circle.cand").count() == 3  # the top 3 of 4
+    _confidence_shown(page, answers[0])
+    assert _upload(page, photos["small"]) == "done", page.text_content("#error")
+    _confidence_shown(page, answers[1])
+    assert page.text_content("#candidates") == "–" and page.is_visible("#pred-marker")
+    _no_js_error_text(page)
     page.close()
 
 

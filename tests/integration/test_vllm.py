@@ -148,13 +148,82 @@ def test_bulk_job_through_ray_data_llm(ray_session, tmp_path, france):
     hf_rows = {r["image_id"]: r for r in pq.read_table(tmp_path / "hf" / "predictions").to_pylist()}
     assert set(hf_rows) == set(rows)
     for i in range(good):  # every column, not only the text: the rows are built once
-        assert hf_rows[f"img{i}"] == rows[f"img{i}"]
+        _same_row(hf_rows[f"img{i}"], rows[f"img{i}"])
     # A rerun finds every row committed; the other engine cannot write into this output.
     assert predict(PredictConfig(output=str(out), engine="vllm", **common))["rows_this_run"] == 0
     from georay.errors import UserError
 
     with pytest.raises(UserError, match="engine"):
         predict(PredictConfig(output=str(out), **common))
+
+
+CONFIDENCE = ("country_confidence", "city_confidence")
+
+
+def _same_row(hf: dict, vllm: dict, candidates: int | None = 1) -> None:
+    """The same row from both engines: equal but for the probabilities, which are close (the
+    same raw logits; HF's log-softmax in float64, vLLM's in float32). vLLM's bulk job gives
+    the answer alone as its candidates (vllm_bulk's docstring): compare the first ones."""
+    skip = {*CONFIDENCE, "candidates"}
+    assert {k: v for k, v in hf.items() if k not in skip} == {
+        k: v for k, v in vllm.items() if k not in skip
+    }
+    for key in CONFIDENCE:
+        assert (hf[key] is None) == (vllm[key] is None)
+        if hf[key] is not None:
+            assert vllm[key] == pytest.approx(hf[key], rel=1e-4)
+    if hf["candidates"] is None:
+        assert vllm["candidates"] is None
+        return
+    if candidates is None:
+        assert len(hf["candidates"]) == len(vllm["candidates"])
+    pairs = list(zip(hf["candidates"], vllm["candidates"], strict=False))[:candidates]
+    for a, b in pairs:
+        assert {k: v for k, v in a.items() if k != "probability"} == {
+            k: v for k, v in b.items() if k != "probability"
+        }
+        assert b["probability"] == pytest.approx(a["probability"], rel=1e-4)
+
+
+def test_online_confidence_and_alternatives_match_transformers(france):
+    """AsyncVllm (what a Serve replica holds) gives the HF engine's confidence and candidates:
+    the same branch points, the same greedy completions of the alternatives."""
+    import asyncio
+
+    from georay.models.vlm import continue_scored, encode_prompts
+    from georay.predict.config import ModelSettings
+    from georay.predict.predictor import Predictor
+    from georay.predict.vllm_engine import AsyncVllm, scored_output, stop_token_ids
+
+    hf = Predictor(ModelSettings(model=france, max_new_tokens=48))
+    want = hf.predict(_images())
+    engine = AsyncVllm(ModelSettings(model=france, engine="vllm", max_new_tokens=48,
+                                     max_model_len=512, max_num_seqs=8))  # fmt: skip
+    image = _images()[0]
+    batch = encode_prompts(hf.processor, [image], [hf.question])
+    prefix = list(hf.processor.tokenizer("{'country': 'G", add_special_tokens=False).input_ids)
+    # 8 tokens: on the tiny model this text it never learned reaches a near-tie that
+    # float32 (vLLM) and float64 (HF) log-softmax break apart at the 11th token.
+    [mine] = continue_scored(hf.model, hf.processor, batch, [0], [prefix], 8)
+
+    async def both():  # one event loop: the async engine is bound to the one it started on
+        got = await asyncio.gather(*[engine.answer(im) for im in _images()])
+        # An alternative's completion, token for token: the prefix after the prompt.
+        branch = {"prompt": engine.model.prompt + "{'country': 'G"}
+        return got, await engine._complete(branch, image, 8, 0)
+
+    try:
+        got, branch = asyncio.run(both())
+        for a, b in zip(want, got, strict=True):
+            assert a["country_confidence"] > 0 and a["candidates"]
+            _same_row(a, b, candidates=None)
+        out = branch.outputs[0]
+        stop = stop_token_ids(hf.processor.tokenizer)
+        other = scored_output(out.token_ids, out.logprobs, "", stop)
+        assert other.tokens == mine.tokens
+        assert other.logprobs == pytest.approx(mine.logprobs, abs=1e-4)
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="module")

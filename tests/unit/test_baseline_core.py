@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from georay.baseline.index import Gallery, locate, neighbour_weights
+from georay.baseline.index import Gallery, locate, neighbour_weights, place_votes
 from georay.data.vectors import build_index, normalise
 from georay.geo.gazetteer import get_gazetteer
 
@@ -48,6 +50,26 @@ def test_medoid_by_hand():
     assert w.sum() == pytest.approx(1) and w[0, 0] / w[0, 1] == pytest.approx(np.exp(1))
     valid[0, 0] = False  # a missing neighbour never wins and weighs nothing
     assert locate(lat, lon, sims, valid, temperature=0.01)[0] == 1
+
+
+def test_place_votes_by_hand():
+    # Five neighbours, most similar first: Lyon (FR), Tokyo (JP), Paris (FR), Lyon (FR), Osaka.
+    country = np.array(["FR", "JP", "FR", "FR", "JP"], dtype=object)
+    city = np.array(["Lyon", "Tokyo", "Paris", "Lyon", "Osaka"], dtype=object)
+    w = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
+    votes = place_votes(country, city, w, answer=2, top_k=5)  # the medoid is the Paris view
+    assert votes.country == pytest.approx(0.65) and votes.city == pytest.approx(0.2)
+    # One candidate per country: the answer (Paris) first, then Japan at its likelier city.
+    assert [(i, round(p, 6)) for i, p in votes.candidates] == [(2, 0.2), (1, 0.25)]
+    assert sum(p for _, p in votes.candidates) <= 1
+    # Answer = the Lyon view: France at Lyon (0.45 of the weight); top-1 keeps only the answer.
+    votes = place_votes(country, city, w, answer=0, top_k=1)
+    assert (votes.country, votes.city) == (pytest.approx(0.65), pytest.approx(0.45))
+    assert votes.candidates == [(0, pytest.approx(0.45))]
+    # A neighbour without a city stands for its country, with the country's probability.
+    nocity = np.array([None, "Tokyo", None, None, "Osaka"], dtype=object)
+    votes = place_votes(country, nocity, w, answer=0, top_k=3)
+    assert votes.city is None and votes.candidates[0] == (0, pytest.approx(0.65))
 
 
 def test_ivf_searching_every_list_is_exact():
@@ -138,3 +160,52 @@ def test_zero_shot_actor_with_a_transformers_clip(tmp_path):
         top = {p.name: (p.lat, p.lon) for p in gaz.cities(row["country_code"], limit=2)}
         assert (row["lat"], row["lon"]) == top[row["city"]]
         assert row["model"] == f"transformers:{model}" and row["resolution"] == "city"
+        # Confidence: the country's softmax, the city's joint; two countries, two candidates.
+        note, cands = json.loads(row["raw_text"]), row["candidates"]
+        assert row["country_confidence"] == pytest.approx(note["p_country"], abs=1e-4)
+        assert row["city_confidence"] == pytest.approx(note["p_country"] * note["p_city"], abs=1e-3)
+        assert [c["country_code"] for c in cands][0] == row["country_code"] and len(cands) == 2
+        assert cands[0]["probability"] == pytest.approx(row["city_confidence"])
+        assert {c["country_code"] for c in cands} == {"FR", "JP"}
+        assert sum(c["probability"] for c in cands) <= 1 + 1e-9 and row["abstained"] is False
+    assert rows[3]["country_confidence"] is None and rows[3]["candidates"] is None
+    # --top-k 1 and --min-confidence 1: one candidate, every ok row abstains but keeps its answer.
+    strict = ZeroShotActor({"input": "in", "output": "out", "encoder": model, "top_k": 1,
+                            "countries": ["France", "JP"], "cities_per_country": 2,
+                            "min_confidence": 1.0})(batch).to_pylist()  # fmt: skip
+    assert [r["abstained"] for r in strict] == [True, True, True, None]
+    assert [r["country"] for r in strict[:3]] == [r["country"] for r in rows[:3]]
+    assert all(len(r["candidates"]) == 1 for r in strict[:3])
+
+
+def test_job_calibration_next_to_the_model_a_named_file_or_none(tmp_path):
+    from georay.baseline import KnnConfig
+    from georay.errors import UserError
+    from georay.protocol.calibration import (
+        Calibration,
+        LevelMap,
+        job_calibration,
+        save_calibration,
+    )
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+
+    def cfg(calibration=""):
+        return KnnConfig(input=str(tmp_path), output=str(tmp_path / "o"), gallery=str(gallery),
+                         head=str(tmp_path), calibration=calibration)  # fmt: skip
+
+    assert job_calibration(cfg().calibration, str(gallery)) == (None, None)  # never calibrated: raw
+    fitted = Calibration({"knn": {"country": LevelMap(use="temperature", temperature=2.0)}})
+    save_calibration(fitted, str(gallery))
+    found, ident = job_calibration(cfg().calibration, str(gallery))
+    assert found.methods == fitted.methods and "calibration.json sha256:" in ident
+    assert job_calibration(cfg("none").calibration, str(gallery)) == (None, None)
+    other = tmp_path / "other.json"
+    save_calibration(Calibration({"knn": {}}), str(other))
+    assert job_calibration(cfg(str(other)).calibration, str(gallery))[1].startswith(str(other))
+    with pytest.raises(UserError, match="no calibration there"):
+        job_calibration(cfg(str(tmp_path / "missing.json")).calibration, str(gallery))
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(UserError, match="--calibration: .*not a georay-calibration"):
+        job_calibration(cfg(str(tmp_path / "bad.json")).calibration, str(gallery))

@@ -88,3 +88,27 @@ def test_named_paths_resolve_only_the_path(tmp_path, monkeypatch):
         check_inputs(EvaluateConfig(predictions=["x=missing"], truth="t.csv", output="r"))
     with pytest.raises(ValueError, match="'a' given twice"):
         EvaluateConfig(predictions=["a=knn", "a=t.csv"], truth="t.csv", output="r")
+
+
+def test_confidence_flags_are_declared_once_and_validated():
+    from georay.baseline import KnnConfig, ZeroShotConfig
+    from georay.config import Confident
+    from georay.protocol.predictions import DEFAULT_TOP_K
+
+    assert _default(Confident, "top_k") == DEFAULT_TOP_K  # the schema's default, one value
+    for cls in (KnnConfig, ZeroShotConfig):
+        assert issubclass(cls, Confident)
+        parser = argparse.ArgumentParser()
+        add_dataclass_args(parser, cls)
+        flags = {a for action in parser._actions for a in action.option_strings}
+        assert {"--top-k", "--min-confidence", "--calibration"} <= flags
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        Confident(top_k=0)
+    with pytest.raises(ValueError, match="min_confidence must be in"):
+        Confident(min_confidence=1.5)
+
+
+def _default(cls, name):
+    from dataclasses import fields
+
+    return next(f.default for f in fields(cls) if f.name == name)

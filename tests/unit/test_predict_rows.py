@@ -35,9 +35,18 @@ def test_rows_carry_ids_answers_reasons_and_exif():
     assert a["h3"] is not None and (a["exif_lat"], a["exif_lon"]) == (None, None)
     assert (b["status"], b["error"], b["answered"], b["model"]) == (
         "error", "missing file: /x/b.jpg", False, "m")  # fmt: skip
-    assert (c["status"], c["error"], c["answer_error"], c["answered"]) == (
-        "ok", None, SKIPPED_EXIF, False)  # fmt: skip
-    assert (c["exif_lat"], c["exif_lon"]) == (47.4, 8.5)
+    # Skipped for its EXIF GPS: placed there, by method exif, not asked.
+    assert (c["status"], c["error"], c["answer_error"], c["answered"], c["method"]) == (
+        "ok", None, None, True, "exif")  # fmt: skip
+    assert (c["exif_lat"], c["exif_lon"]) == (47.4, 8.5) == (c["lat"], c["lon"])
+    assert c["country_code"] == "CH" and c["raw_text"] is None
+
+
+def test_a_skipped_row_without_a_point_says_why():
+    batch = {k: v[2:] for k, v in _batch().items()}
+    batch["exif_lat"][:] = math.nan
+    (row,) = predictions_table(rows_of(batch), {}, "m").to_pylist()
+    assert (row["status"], row["answer_error"], row["answered"]) == ("ok", SKIPPED_EXIF, False)
 
 
 def test_a_batch_without_exif_columns_gets_null_exif():

@@ -12,6 +12,7 @@ const WORLD = [-1800, -900, 3600, 1800]; // the map's frame: tenths of a degree,
 const MIN_VIEW_WIDTH = 120; // the narrowest zoomed view, 12 degrees: a res-5 cell shows
 const MULTIPART_SLACK = 1024; // bytes of multipart framing around the photo, with room to spare
 const RETRY_SECONDS = [1, 2, 4, 8, 15]; // GET v1/config again after a failure, then every 15 s
+const MAP_CANDIDATES = 3; // candidates drawn on the map (the list shows them all)
 let config = null; // GET v1/config: auth, size limits, URL fetching
 let configured; // a promise of config: a photo chosen before it has come waits for it
 let view = WORLD; // the zoomed view of the last answer
@@ -169,7 +170,9 @@ function drawCountries(outlines) {
 function setView([x, y, w, h]) {
   $("map").setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
   const r = w / 180; // markers keep their size on screen, and leave the cell around them visible
-  for (const dot of $("overlay").querySelectorAll("circle")) dot.setAttribute("r", r);
+  for (const dot of $("overlay").querySelectorAll("circle")) {
+    dot.setAttribute("r", dot.classList.contains("cand") ? 0.7 * r : r); // under the answer's
+  }
 }
 
 // The smallest view with the map's aspect ratio that holds every point, padded.
@@ -200,13 +203,29 @@ async function drawAnswer(answer) {
   if (pred && exif) {
     svg("line", { class: "gap", x1: pred[0], y1: pred[1], x2: exif[0], y2: exif[1] }, overlay);
   }
+  const cands = drawCandidates(answer.candidates, overlay);
   if (exif) svg("circle", { id: "exif-marker", class: "exif", cx: exif[0], cy: exif[1] }, overlay);
   if (pred) svg("circle", { id: "pred-marker", class: "pred", cx: pred[0], cy: pred[1] }, overlay);
-  points.push(...[pred, exif].filter(Boolean));
+  points.push(...[pred, exif].filter(Boolean), ...cands);
   view = points.length ? viewAround(points) : WORLD;
   setView(view);
   $("zoom").hidden = !points.length;
   $("zoom").textContent = "Whole world";
+}
+
+// The first MAP_CANDIDATES candidates with a point, as numbered markers (the first is the
+// answer itself, under its own marker); returns their points.
+function drawCandidates(candidates, overlay) {
+  const points = [];
+  (candidates || []).slice(0, MAP_CANDIDATES).forEach((c, i) => {
+    if (c.lat == null || c.lon == null) return;
+    const [cx, cy] = xy(c.lat, c.lon);
+    const dot = svg("circle", { id: `cand-marker-${i + 1}`, class: "cand", cx, cy,
+      "data-rank": i + 1 }, overlay);
+    svg("title", {}, dot).textContent = `${i + 1}. ${placeName(c)} · ${pct(c.probability)}`;
+    points.push([cx, cy]);
+  });
+  return points;
 }
 
 function toggleZoom() {
@@ -226,6 +245,34 @@ function haversineKm(lat1, lon1, lat2, lon2) {
 }
 
 const deg = (lat, lon) => `${lat.toFixed(4)}, ${lon.toFixed(4)}`;
+const pct = (p) => (p == null ? "?" : `${(100 * p).toFixed(1)}%`);
+const placeName = (c) => [c.city, c.country || c.country_code].filter(Boolean).join(", ") || "?";
+
+// "87.0% that the country is right, 61.0% the city", and whether the answer abstained (its
+// confidence is under the server's --min-confidence: a person should check it).
+function confidenceText(answer) {
+  if (answer.country_confidence == null) return "not given by this model";
+  let text = `${pct(answer.country_confidence)} that the country is right`;
+  if (answer.city_confidence != null) text += `, ${pct(answer.city_confidence)} the city`;
+  return text;
+}
+
+function showConfidence(answer) {
+  const box = $("confidence");
+  box.textContent = confidenceText(answer);
+  if (answer.abstained) {
+    const note = document.createElement("div");
+    note.className = "unsure";
+    note.textContent = "Under the server's minimum confidence: check this answer by hand.";
+    box.appendChild(note);
+  }
+  const list = document.createElement("ol");
+  for (const c of answer.candidates || []) {
+    const item = list.appendChild(document.createElement("li"));
+    item.textContent = `${placeName(c)} · ${pct(c.probability)}`;
+  }
+  $("candidates").replaceChildren(list.children.length ? list : "–");
+}
 
 async function show(answer) {
   $("country").textContent = answer.country
@@ -233,6 +280,7 @@ async function show(answer) {
     : "no usable answer: see the raw answer below";
   $("city").textContent = answer.city || "–";
   $("reasons").textContent = answer.reasons || "–";
+  showConfidence(answer);
   $("point").textContent = answer.lat == null ? "–"
     : `${deg(answer.lat, answer.lon)} · H3 cell ${answer.h3} (placed by ${answer.resolution})`;
   if (answer.exif_lat == null) {
