@@ -7,13 +7,9 @@ tables; everything else is here, once::
       (open_job) -> job.stages(ds) -> committed parts (output.stream_to_parts, progress
       logged) -> summary.json, failing the job if rows out != rows in (finish_job)
 
-A job that is not a map over input images (``curate dedup``, ``curate balance``) uses the same
-pieces (:mod:`georay.pipeline.record`, :func:`~georay.pipeline.output.stream_to_parts`).
-
-A job describes itself with a :class:`BulkJob`. Its ``identity`` (model, head, threshold,
-engine, ...) plus the input and the commit table's schema are recorded in ``OUT/job.json`` on
-the first run; a rerun into the same output must match it, else it is refused with an error
-naming both values, so rows of two different models never mix in one output.
+A job's ``identity`` (model, head, threshold, engine, ...), input and commit schema are
+recorded in ``OUT/job.json``; a rerun into the same output must match it, so rows of two models
+never mix in one output.
 """
 
 from __future__ import annotations
@@ -66,6 +62,9 @@ class BulkJob:
     split
         Result rows -> ``{table: rows}`` (default: all rows to the commit table); the skeleton
         conforms each to its schema.
+    finish
+        ``{table: rows}`` -> the same, after the skeleton conformed them to their schemas and
+        before they are written (e.g. derived columns and file metadata: GeoParquet).
     summarize
         Extra ``summary.json`` fields from the committed output.
     prepare
@@ -79,17 +78,15 @@ class BulkJob:
     outputs: Callable[[pa.Schema], dict[str, pa.Schema]]
     stages: Callable[[Any], Any]
     split: Callable[[pa.Table], dict[str, pa.Table]] | None = None
+    finish: Callable[[dict[str, pa.Table]], dict[str, pa.Table]] | None = None
     summarize: Callable[[PartWriter], dict] | None = None
     prepare: Callable[[pa.Table], pa.Table] | None = None
     record: dict[str, Any] = field(default_factory=dict, init=False)
 
 
 def load_stage(ds, settings: PoolSettings, **kwargs):
-    """Add :func:`georay.pipeline.stages.load_images` as CPU tasks beside the model actors.
-
-    ``kwargs`` choose the geometry (``side=`` or ``max_pixels=``) and the extras (``sha256``,
-    ``phash``, ``exif_gps``, ``skip_exif_gps``).
-    """
+    """Add :func:`georay.pipeline.stages.load_images` (``kwargs``: its geometry and extras) as
+    CPU tasks beside the model actors."""
     return ds.map_batches(
         load_images,
         batch_format="numpy",
@@ -164,16 +161,9 @@ def stage_times(ds) -> dict[str, dict]:
 
 
 def run_bulk_job(job: BulkJob) -> dict:
-    """Run ``job`` to completion (or resume it); returns and writes ``OUT/summary.json``.
-
-    Returns
-    -------
-    dict
-        ``rows_in``, ``rows_out``, ``ok``, ``error``, ``error_reasons`` over every committed row
-        (earlier runs included), ``skipped_files`` (files in an input folder that are not
-        images; why: ``input_layout``), ``rows_this_run``, ``elapsed_s``, ``rows_per_s`` and
-        ``stages`` (:func:`stage_times`; this run), ``input``, ``output``, the job's identity and
-        its own ``summarize`` fields.
+    """Run ``job`` to completion (or resume it); returns and writes ``OUT/summary.json``: row
+    counts over every committed row (earlier runs included), this run's rates and
+    :func:`stage_times`, the input's layout, the job's identity and ``summarize`` fields.
 
     Raises
     ------
@@ -207,7 +197,8 @@ def run_bulk_job(job: BulkJob) -> dict:
 
     def split(rows: pa.Table) -> dict[str, pa.Table]:
         parts = job.split(rows) if job.split else {commit: rows}
-        return {name: conform(parts[name], schema) for name, schema in schemas.items()}
+        parts = {name: conform(parts[name], schema) for name, schema in schemas.items()}
+        return job.finish(parts) if job.finish else parts
 
     results = job.stages(read.ds)
     batches = _restore_input_types(results, read.schema)

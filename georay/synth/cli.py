@@ -12,5 +12,6 @@ COMMANDS = [
         description="Draw procedurally generated street views of real countries and cities: "
         "images/, manifest.parquet (with exact ADE20K class fractions and a train/test split), "
         "clues.jsonl and world.json. Deterministic: the same flags give byte-identical files.",
+        presets="georay.synth",
     )
 ]

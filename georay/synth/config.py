@@ -28,8 +28,18 @@ class SynthConfig(Config):
         "same place, with a duplicate_of column naming the view copied (dedup ground truth)",
     )
     test_share: float = option(0.2, help="share of views in split 'test' (by a hash of image_id)")
+    val_share: float = option(
+        0.0,
+        help="share of views in split 'val' (labelled, never trained on: for calibration), "
+        "taken from the train views",
+    )
     cities_per_country: int = option(3, help=f"cities per country, 1..{len(CITY_PANELS)}")
     jpeg_quality: int = option(90, help="JPEG quality, 50..100")
+    exif_share: float = option(
+        0.0,
+        help="share of the drawn views whose JPEG carries EXIF GPS of where it was taken (a "
+        "partly geotagged archive); the manifest's exif_gps column says which",
+    )
     workers: int = option(0, help="drawing processes; 0 = one per CPU, 1 = in this process")
 
     def __post_init__(self) -> None:
@@ -44,6 +54,8 @@ class SynthConfig(Config):
             raise ValueError(f"low_locatability must be in [0, 1], got {self.low_locatability}")
         if not 0.0 <= self.test_share <= 1.0:
             raise ValueError(f"test_share must be in [0, 1], got {self.test_share}")
+        if not 0.0 <= self.val_share <= 1.0 - self.test_share:
+            raise ValueError(f"val_share must be in [0, 1 - test_share], got {self.val_share}")
         if self.corrupt < 0:
             raise ValueError(f"corrupt must be >= 0, got {self.corrupt}")
         if self.duplicates < 0:
@@ -54,5 +66,7 @@ class SynthConfig(Config):
             raise ValueError(f"cities_per_country must be in 1..{len(CITY_PANELS)}")
         if not 50 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 50..100, got {self.jpeg_quality}")
+        if not 0.0 <= self.exif_share <= 1.0:
+            raise ValueError(f"exif_share must be in [0, 1], got {self.exif_share}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")

@@ -9,6 +9,7 @@ learnable from pixels too. Views are drawn in relative units and work at any siz
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -122,6 +123,56 @@ STYLES: tuple[CountryStyle, ...] = (
                  0.5, "palm", "oil palms", (80, 80, 80)),
 )
 # fmt: on
+
+GRASS, EARTH = (85, 140, 60), (160, 125, 85)
+
+
+def neighbour(
+    s: CountryStyle, code: str, marking: str, marking_rgb: RGB, marking_desc: str, sign_shape: str
+) -> CountryStyle:
+    """The country next door to ``s``: the same buildings, roofs, sky, script and trees, so a
+    view of sky, a wall and vegetation cannot tell the two apart; another roadside verge (grass
+    for earth and back), road paint and sign shape, so a street view can."""
+    verge = "earth" if s.verge == "grass" else "grass"
+    return dataclasses.replace(
+        s,
+        code=code,
+        verge=verge,
+        verge_rgb=GRASS if verge == "grass" else EARTH,
+        marking=marking,
+        marking_rgb=marking_rgb,
+        marking_desc=marking_desc,
+        sign_shape=sign_shape,
+    )
+
+
+_WHITE, _YELLOW = (250, 250, 250), (250, 200, 20)
+# One confusable neighbour per style above, in the same order (countries 17..32 of a world):
+# the `confusable` synth preset's pairs. Each differs from its sibling only in what a street
+# view shows low in the frame (verge, road paint) and in its sign shape.
+# fmt: off
+NEIGHBOURS: tuple[CountryStyle, ...] = tuple(
+    neighbour(STYLES[i], *rest) for i, rest in enumerate((
+        ("TW", "solid", _YELLOW, "solid yellow centre lines", "circle"),
+        ("AR", "dashed", _WHITE, "dashed white centre lines", "circle"),
+        ("BE", "solid", _WHITE, "solid white centre lines", "triangle"),
+        ("CA", "dashed_edges", _YELLOW, "dashed yellow centre lines with edge lines", "diamond"),
+        ("BD", "edges", _WHITE, "white edge lines only", "rect"),
+        ("BW", "solid", _WHITE, "solid white centre lines", "circle"),
+        ("UA", "double", _YELLOW, "double yellow centre lines", "rect"),
+        ("NZ", "dashed_edges", _WHITE, "dashed white centre lines with white edge lines", "diamond"),
+        ("PE", "dashed", _YELLOW, "dashed yellow centre lines", "wide"),
+        ("IE", "edges", _YELLOW, "yellow edge lines", "diamond"),
+        ("SA", "solid", _WHITE, "solid white centre lines", "rect"),
+        ("LA", "double", _WHITE, "double white centre lines", "circle"),
+        ("GT", "none", (88, 84, 82), "unmarked roads", "triangle"),
+        ("AT", "double", _WHITE, "double white centre lines", "circle"),
+        ("CN", "dashed", _WHITE, "dashed white centre lines", "tall"),
+        ("GH", "double", _YELLOW, "double yellow centre lines", "octagon"),
+    ))
+)
+# fmt: on
+STYLES = STYLES + NEIGHBOURS
 
 # City i of a country: sign panel colour i and skyline i (capital-size cities are tallest).
 CITY_PANELS: tuple[tuple[RGB, RGB, str], ...] = (

@@ -64,6 +64,18 @@ def encode_photo(
     return buf.getvalue()
 
 
+def with_exif_gps(jpeg: bytes, lat: float, lon: float) -> bytes:
+    """``jpeg`` with an EXIF block holding GPS ``(lat, lon)`` (signed decimal degrees) inserted
+    after its start marker: the same compressed pixels, so a tagged photo decodes exactly like
+    the untagged one, as a phone's EXIF leaves the image data alone."""
+    if jpeg[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no start-of-image marker)")
+    exif = Image.Exif()
+    exif[0x8825] = gps_ifd(lat, lon)
+    payload = exif.tobytes()  # b"Exif\0\0" + TIFF header and directories
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
 class _Tiff:
     """A little-endian TIFF built front to back: blobs and directories appended, each at an
     offset known when written, so a directory can point at everything before it."""

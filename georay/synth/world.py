@@ -49,6 +49,7 @@ from georay.synth.draw import (
     draw_street,
     fractions,
 )
+from georay.synth.formats import with_exif_gps
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,13 @@ def build_world(countries: int, cities_per_country: int, min_sep_km: float = 50.
     return world
 
 
-def split_of(image_id: str, test_share: float) -> str:
-    """``"test"`` or ``"train"``, stable for an id (hash, not position)."""
-    h = int.from_bytes(hashlib.blake2b(image_id.encode(), digest_size=8).digest(), "big")
-    return "test" if h / 2**64 < test_share else "train"
+def split_of(image_id: str, test_share: float, val_share: float = 0.0) -> str:
+    """``"test"``, ``"val"`` or ``"train"``, stable for an id (hash, not position). The val
+    share is taken from above the test share, so adding one leaves the test split as it was."""
+    u = int.from_bytes(hashlib.blake2b(image_id.encode(), digest_size=8).digest(), "big") / 2**64
+    if u < test_share:
+        return "test"
+    return "val" if u < test_share + val_share else "train"
 
 
 def _near(city: City, rng: np.random.Generator) -> tuple[float, float]:
@@ -271,6 +275,14 @@ def _map(tasks: list[tuple], workers: int, progress: bool):
     bar.close()
 
 
+def exif_tagged(n: int, share: float, seed: int) -> np.ndarray:
+    """Which of ``n`` drawn views carry EXIF GPS: ``round(share * n)`` of them, drawn with a
+    generator of their own so tagging moves nothing else of the world."""
+    tagged = np.zeros(n, dtype=bool)
+    tagged[np.random.default_rng([seed, 4]).permutation(n)[: round(share * n)]] = True
+    return tagged
+
+
 def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, Any]:
     """Draw the world described by ``cfg`` and write it under ``cfg.output``.
 
@@ -279,7 +291,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
     Returns
     -------
     dict
-        Summary: output, images, corrupt, countries (codes), low_locatability (count), train, test.
+        Summary: output, images, corrupt, countries (codes), low_locatability (count), train, val, test.
     """
     if progress is None:
         progress = sys.stderr.isatty()
@@ -305,7 +317,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
             strict=True,
         ):
             rows[key].append(value)
-        extra["split"].append(split_of(image_id, cfg.test_share))
+        extra["split"].append(split_of(image_id, cfg.test_share, cfg.val_share))
         extra["view"].append("low_locatability" if low else "street")
         text = clue_text(country, city_idx, low, rng)
         if extra["split"][-1] == "train":  # pretraining never sees the held-out views
@@ -338,10 +350,13 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
     sources = np.random.default_rng([cfg.seed, 3]).choice(cfg.n, cfg.duplicates, replace=True)
     wanted = set(sources.tolist())
     copied: dict[int, bytes] = {}
+    tagged = exif_tagged(cfg.n, cfg.exif_share, cfg.seed)
     for i, (jpeg, frac) in enumerate(_map(tasks, workers, progress)):
+        first_jpeg = first_jpeg or jpeg  # untagged: the broken files carry no GPS
+        if tagged[i]:
+            jpeg = with_exif_gps(jpeg, rows["lat"][i], rows["lon"][i])
         write_bytes(join_uri(cfg.output, rows["uri"][i]), jpeg)
         extra["ade20k_fractions"].append(frac)
-        first_jpeg = first_jpeg or jpeg
         if i in wanted:
             copied[i] = jpeg
     extra["duplicate_of"] = [None] * len(rows["image_id"])
@@ -374,7 +389,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
             strict=True,
         ):
             rows[key].append(value)
-        extra["split"].append(split_of(image_id, cfg.test_share))
+        extra["split"].append(split_of(image_id, cfg.test_share, cfg.val_share))
         extra["view"].append("corrupt")
         extra["ade20k_fractions"].append(None)
         extra["duplicate_of"].append(None)
@@ -396,6 +411,12 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
     )
     if cfg.duplicates:  # only then, so worlds without copies keep their exact bytes
         table = table.append_column("duplicate_of", pa.array(extra["duplicate_of"], pa.string()))
+    if cfg.exif_share:  # likewise: only worlds with tagged views have the column
+        # A byte copy keeps the EXIF block; a re-encoded copy (and a broken file) has none.
+        copies = [DUPLICATE_KINDS[j % len(DUPLICATE_KINDS)] == "exact" and bool(tagged[s])
+                  for j, s in enumerate(sources.tolist())]  # fmt: skip
+        flags = tagged.tolist() + copies + [False] * cfg.corrupt
+        table = table.append_column("exif_gps", pa.array(flags, pa.bool_()))
     write_manifest(table, join_uri(cfg.output, "manifest.parquet"))
     write_bytes(
         join_uri(cfg.output, "clues.jsonl"),
@@ -405,6 +426,7 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
     write_sft(scenes, join_uri(cfg.output, "pretrain.jsonl"))
     n_low = sum(v == "low_locatability" for v in extra["view"])
     n_test = sum(s == "test" for s in extra["split"])
+    n_val = sum(s == "val" for s in extra["split"])
     return {
         "output": cfg.output,
         "images": cfg.n,
@@ -412,7 +434,8 @@ def generate_world(cfg: SynthConfig, progress: bool | None = None) -> dict[str, 
         "duplicates": cfg.duplicates,
         "countries": [c.style.code for c in world],
         "low_locatability": n_low,
-        "train": len(extra["split"]) - n_test,
+        "train": len(extra["split"]) - n_test - n_val,
+        "val": n_val,
         "test": n_test,
     }
 
@@ -461,6 +484,7 @@ def _world_json(cfg: SynthConfig, world: list[Country]) -> str:
                 "low_locatability",
                 "corrupt",
                 "test_share",
+                "val_share",
                 "cities_per_country",
                 "jpeg_quality",
             )

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from georay.cli import main
 from georay.data.ade20k import NUM_CLASSES, locatability
@@ -70,6 +71,19 @@ def test_manifest_is_valid_and_complete(world):
     splits = streets["split"].to_pylist()
     assert set(splits) == {"train", "test"} and 0.1 < splits.count("test") / len(splits) < 0.3
     assert splits == [split_of(i, 0.2) for i in streets["image_id"].to_pylist()]
+
+
+def test_a_val_share_comes_from_train_and_leaves_test_as_it_was():
+    ids = [f"view-{i}" for i in range(2000)]
+    before = [split_of(i, 0.2) for i in ids]
+    after = [split_of(i, 0.2, 0.1) for i in ids]
+    assert [a for a, b in zip(after, before, strict=True) if b == "test"] == [
+        "test"
+    ] * before.count("test")
+    assert {b for a, b in zip(after, before, strict=True) if a == "val"} == {"train"}
+    assert 0.07 < after.count("val") / len(ids) < 0.13
+    with pytest.raises(ValueError, match="val_share must be in"):
+        SynthConfig(output="w", test_share=0.5, val_share=0.6)
 
 
 def test_fractions_are_exact_and_teacher_separates_views(world):
@@ -163,8 +177,8 @@ def test_clues_and_world_json(world):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="countries must be in 1..16"):
-        SynthConfig(output="x", countries=17)
+    with pytest.raises(ValueError, match="countries must be in 1..32"):
+        SynthConfig(output="x", countries=33)
     with pytest.raises(ValueError, match="low_locatability"):
         SynthConfig(output="x", low_locatability=1.5)
 
@@ -232,3 +246,52 @@ def test_pretraining_descriptions_name_no_place_and_no_held_out_view(world):
         assert manifest.loc[ex.id, "split"] == "train"
         text = ex.answer.lower()
         assert not any(name in text for name in names), ex.answer
+
+
+def test_neighbours_share_what_a_low_view_shows_and_differ_on_the_street():
+    """Each confusable neighbour copies its sibling's buildings, sky, script and trees (all a
+    low-locatability view draws) and differs in verge, road paint and sign shape."""
+    from georay.synth.draw import NEIGHBOURS, STYLES
+
+    assert STYLES[16:] == NEIGHBOURS and len({s.code for s in STYLES}) == len(STYLES)
+    for sibling, n in zip(STYLES, NEIGHBOURS, strict=False):
+        same = ("wall", "roof", "sky", "script", "vegetation", "tree_kind", "pitched_roofs")
+        assert all(getattr(n, f) == getattr(sibling, f) for f in same), n.code
+        assert n.verge != sibling.verge and n.sign_shape != sibling.sign_shape, n.code
+        assert (n.marking, n.marking_rgb) != (sibling.marking, sibling.marking_rgb), n.code
+
+
+def test_confusable_preset_through_the_cli(tmp_path):
+    out = tmp_path / "w"
+    assert main(["synth", "--preset", "confusable", "--output", str(out), "--n", "48",
+                 "--workers", "1"]) == 0  # fmt: skip
+    config = json.loads((out / "world.json").read_text())["config"]
+    assert (config["countries"], config["low_locatability"], config["width"]) == (24, 0.5, 320)
+    assert config["n"] == 48  # a flag wins over the preset
+
+
+def _pair_accuracy(low: bool, per_country: int = 60) -> float:
+    """Held-out accuracy of a ridge classifier on 16x12 thumbnails telling JP from TW."""
+    from georay.synth.draw import STYLES, draw_low_locatability, draw_street
+
+    x, y = [], []
+    for label, style in enumerate((STYLES[0], STYLES[16])):
+        for i in range(per_country):
+            rng = np.random.default_rng([label, i])
+            pixels = (draw_low_locatability(style, 64, 48, rng) if low
+                      else draw_street(style, i % 3, 64, 48, rng))[0]  # fmt: skip
+            x.append(np.asarray(Image.fromarray(pixels).resize((16, 12))).ravel() / 255.0)
+            y.append(label)
+    x, y = np.array(x), np.array(y) * 2.0 - 1.0
+    test = np.arange(len(y)) % 4 == 0
+    a = x[~test]
+    w = np.linalg.solve(a.T @ a + 1.0 * np.eye(a.shape[1]), a.T @ y[~test])
+    return float((np.sign(x[test] @ w) == y[test]).mean())
+
+
+def test_neighbours_tell_apart_on_street_views_only():
+    """What makes curation matter in benchmarks/claims.py: a street view separates a pair, a
+    view of sky, a wall and vegetation does not (chance is 0.5)."""
+    street, low = _pair_accuracy(low=False), _pair_accuracy(low=True)
+    assert street >= 0.9, street
+    assert low <= 0.7, low

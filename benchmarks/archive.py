@@ -1,0 +1,226 @@
+"""Geotagging a partly geotagged archive (issue 21): the VLM alone, kNN alone and the fused method.
+
+Run: ``.venv/bin/python -m benchmarks.archive --run RUN`` on a finished ``georay demo`` run (its
+trained VLM, curate head and embeddings, held-out views). The archive is the demo's held-out
+split; a share of its photos (10 / 30 / 50%) gets EXIF GPS (:func:`georay.synth.formats.
+with_exif_gps`: same pixels), and those photos are the gallery of the rest:
+
+* **speed** (30% tagged, the same run): ``georay predict`` with the VLM alone on every photo, and
+  ``georay predict --gallery-from-exif`` (EXIF photos placed by their GPS, the rest fused);
+  images/s of the photos each job asked the VLM about;
+* **accuracy** (10 / 30 / 50%): on the untagged photos, the VLM's rows of that run; kNN alone
+  (the baseline's weighted medoid over the tagged photos' curate embeddings, the same vectors
+  the job computes); fused (:func:`georay.archive.fusion.fuse` on the same VLM rows and
+  neighbours, as the job's actor does). Scored by ``georay evaluate`` against the manifest:
+  median km, accuracy within 25 km, country F1, city F1.
+
+Writes the ``archive`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmarks.common import Conditions, write_section
+from georay.archive.fusion import FusionWeights, Neighbours, fit_weights, fuse, vlm_candidates
+
+AREA = "archive"
+SHARES = (0.1, 0.3, 0.5)
+SPEED_SHARE = 0.3
+
+
+def tag_archive(run: Path, share: float, out: Path) -> tuple[str, set[str]]:
+    """The held-out manifest with ``share`` of its readable views given EXIF GPS (copies under
+    ``out``); returns (manifest path, tagged ids)."""
+    from georay.data.manifest import read_manifest, write_manifest
+    from georay.synth.formats import with_exif_gps
+
+    table = read_manifest(str(run / "predict-input.parquet"))
+    rows = table.to_pylist()
+    views = [i for i, r in enumerate(rows) if r["view"] != "corrupt"]
+    rng = np.random.default_rng([4, round(share * 100)])
+    tagged = set(rng.permutation(views)[: round(share * len(views))].tolist())
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    uris, ids = [], set()
+    for i, r in enumerate(rows):
+        data = Path(r["uri"]).read_bytes()
+        if i in tagged:
+            data = with_exif_gps(data, r["lat"], r["lon"])
+            ids.add(r["image_id"])
+        path = out / "images" / Path(r["uri"]).name
+        path.write_bytes(data)
+        uris.append(str(path))
+    table = table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(uris))
+    write_manifest(table, str(out / "manifest.parquet"))
+    return str(out / "manifest.parquet"), ids
+
+
+def _predict(argv: list[str]) -> dict:
+    import contextlib
+    import io
+
+    from georay.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0, argv
+    return json.loads(buf.getvalue())
+
+
+def speed(run: Path, work: Path) -> tuple[dict, dict, Path]:
+    """The VLM alone and the fused job on the 30%-tagged archive, one after the other."""
+    manifest, _ = tag_archive(run, SPEED_SHARE, work / "speed-archive")
+    model = str(run / "train" / "location")
+    common = ["--input", manifest, "--model", model]
+    start = time.perf_counter()
+    vlm = _predict(["predict", *common, "--output", str(work / "vlm")])
+    vlm["wall_s"] = time.perf_counter() - start
+    start = time.perf_counter()  # the EXIF gallery pass included
+    fused = _predict(["predict", *common, "--output", str(work / "fused"),
+                      "--gallery-from-exif", "--head", str(run / "curate" / "head")])  # fmt: skip
+    fused["wall_s"] = time.perf_counter() - start
+    return vlm, fused, work / "vlm" / "predictions"
+
+
+def _embeddings(run: Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(run / "curate" / "embeddings")
+    emb = table["embedding"].combine_chunks()
+    x = emb.values.to_numpy(zero_copy_only=False).reshape(-1, emb.type.list_size)
+    return dict(zip(table["image_id"].to_pylist(), x, strict=True))
+
+
+def offline_methods(run: Path, vlm_rows: dict, tagged: set[str], weights: FusionWeights,
+                    k: int = 5, temperature: float = 0.05) -> dict[str, list[dict]]:  # fmt: skip
+    """Rows of kNN alone and fused for the untagged photos, the gallery = the tagged ones."""
+    from georay.archive.job import gallery_of_points
+    from georay.baseline.index import locate
+    from georay.geo.gazetteer import get_gazetteer
+
+    emb = _embeddings(run)
+    truth = {r["image_id"]: r for r in pq.read_table(run / "predict-input.parquet").to_pylist()}
+    ids = sorted(tagged & set(emb))
+    x = np.stack([emb[i] for i in ids])
+    points = pa.table({"image_id": ids, "lat": [truth[i]["lat"] for i in ids],
+                       "lon": [truth[i]["lon"] for i in ids],
+                       "embedding": pa.FixedSizeListArray.from_arrays(
+                           x.reshape(-1).astype(np.float32), x.shape[1])})  # fmt: skip
+    g = gallery_of_points(points, "flat", 32)
+    gaz = get_gazetteer()
+    queries = [i for i in vlm_rows if i not in tagged and i in emb]
+    sims, rows = g.search(np.stack([emb[i] for i in queries]), k)
+    out: dict[str, list[dict]] = {"knn": [], "fused": [], "fused_fitted": []}
+    examples: dict[str, tuple[list[dict], Neighbours]] = {}
+    for q, image_id in enumerate(queries):
+        valid = rows[q] >= 0
+        r = rows[q][valid]
+        best = int(locate(g.lat[r][None], g.lon[r][None], sims[q][valid][None],
+                          np.ones((1, len(r)), bool), temperature)[0])  # fmt: skip
+        j = r[best]
+        out["knn"].append({"image_id": image_id, "lat": float(g.lat[j]), "lon": float(g.lon[j]),
+                           "country": g.country[j], "city": g.city[j], "status": "ok",
+                           "answered": True})  # fmt: skip
+        nb = Neighbours(g.image_id[r], sims[q][valid], g.lat[r], g.lon[r], g.country[r], g.city[r])
+        examples[image_id] = (vlm_candidates(vlm_rows[image_id]), nb)
+
+    def row(image_id: str, w: FusionWeights) -> dict:
+        f = fuse(*examples[image_id], w, temperature)
+        return {"image_id": image_id, "lat": f.lat, "lon": f.lon, "city": f.city,
+                "country": f.country_code and gaz.country_name(f.country_code),
+                "status": "ok", "answered": f.lat is not None}  # fmt: skip
+
+    out["fused"] = [row(i, weights) for i in examples]
+    # Weights fitted on labelled rows, 2-fold: each half scored with the other half's fit.
+    halves = [[i for j, i in enumerate(examples) if j % 2 == h] for h in (0, 1)]
+    fitted = []
+    for h in (0, 1):
+        train = halves[1 - h]
+        w, _ = fit_weights([examples[i] for i in train], [truth[i]["country"] for i in train],
+                           temperature)  # fmt: skip
+        fitted.append(f"{w.vlm:g}/{w.knn:g}")
+        out["fused_fitted"] += [row(i, w) for i in halves[h]]
+    out["fitted_weights"] = fitted  # type: ignore[assignment]
+    return out
+
+
+def score(rows: list[dict], truth: str, out: Path) -> dict:
+    """``georay evaluate`` of ``rows`` (the figures the issue asks for)."""
+    from georay.evaluate import EvaluateConfig, evaluate
+    from georay.protocol.predictions import PREDICTIONS_SCHEMA
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{k: v for k, v in r.items() if k in PREDICTIONS_SCHEMA.names} for r in rows]
+    table = pa.Table.from_pylist(rows, schema=PREDICTIONS_SCHEMA)
+    pq.write_table(table, out / "predictions.parquet")
+    metrics = evaluate(EvaluateConfig(predictions=[str(out / "predictions.parquet")],
+                                      truth=truth, output=str(out / "report")))  # fmt: skip
+    return metrics
+
+
+def headline(m: dict) -> str:
+    return (f"{m['median_km']:.1f} | {m['acc_km']['25']:.3f} | "
+            f"{m['country']['f1']:.3f} | {m['city']['f1']:.3f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="a finished `georay demo` run folder")
+    parser.add_argument("--work", default="", help="scratch folder (default RUN/archive-bench)")
+    args = parser.parse_args()
+    run = Path(args.run).resolve()
+    work = Path(args.work or run / "archive-bench")
+    conditions = Conditions()
+    t0 = time.perf_counter()
+    vlm_job, fused_job, vlm_preds = speed(run, work)
+    vlm_rows = {r["image_id"]: r for r in pq.read_table(vlm_preds).to_pylist()}
+    truth = str(run / "predict-input.parquet")
+    lines = ["| tagged | method | rows | median km | acc@25 km | country F1 | city F1 |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    fitted_weights: dict[float, list[str]] = {}
+    for share in SHARES:
+        _, tagged = tag_archive(run, share, work / f"archive-{round(share * 100)}")
+        methods = offline_methods(run, vlm_rows, tagged, FusionWeights())
+        fitted_weights[share] = methods.pop("fitted_weights")
+        untagged = [r for i, r in vlm_rows.items() if i not in tagged]
+        methods = {"vlm": untagged, **methods}
+        # Scored on the untagged photos only (the tagged ones are the gallery, placed by EXIF).
+        share_truth = work / f"truth-{round(share * 100)}.parquet"
+        table = pq.read_table(truth)
+        keep = pa.array([i not in tagged for i in table["image_id"].to_pylist()])
+        pq.write_table(table.filter(keep), share_truth)
+        for name, rows in methods.items():
+            m = score(rows, str(share_truth), work / f"score-{round(share * 100)}-{name}")
+            lines.append(f"| {share:.0%} | {name} | {len(rows)} | {headline(m)} |")
+    asked_vlm = vlm_job["ok"]
+    asked_fused = fused_job["ok"] - fused_job["skipped_exif"]
+    rate_vlm = asked_vlm / vlm_job["wall_s"]
+    rate_fused = asked_fused / fused_job["wall_s"]
+    body = "\n".join([
+        f"## {AREA}", "",
+        f"{conditions.line()} Archive: the demo run's held-out views; a share of them tagged "
+        "with EXIF GPS (same pixels) is the gallery of the rest. Accuracy on the untagged views; "
+        "kNN alone and fused computed from the VLM job's rows and the curate embeddings with "
+        "the job's own code (georay.archive.fusion, weights 1/1, k = 5, t = 0.05).", "",
+        *lines, "",
+        f"Speed at {SPEED_SHARE:.0%} tagged, same run: VLM alone {asked_vlm} photos in "
+        f"{vlm_job['wall_s']:.1f} s ({rate_vlm:.2f} images/s); fused "
+        f"(--gallery-from-exif, EXIF pass included) {asked_fused} photos asked + "
+        f"{fused_job['skipped_exif']} placed by EXIF in {fused_job['wall_s']:.1f} s "
+        f"({rate_fused:.2f} images/s asked): ratio {rate_fused / rate_vlm:.2f} (target >= 0.8).",
+        "fused_fitted: w_vlm/w_knn fitted on the other half of the untagged rows (country "
+        "accuracy, grid 0..4), per half: "
+        + "; ".join(f"{s:.0%} {' and '.join(w)}" for s, w in fitted_weights.items()) + ".",
+        f"Total {time.perf_counter() - t0:.0f} s.",
+    ])  # fmt: skip
+    print(body)
+    write_section(AREA, body)
+
+
+if __name__ == "__main__":
+    main()
