@@ -93,11 +93,50 @@ def test_report_and_summary(demo):
 def test_baselines_side_by_side(demo):
     cfg, out = demo
     metrics = json.loads(Path(out["run"], "report", "metrics.json").read_text())
-    assert list(metrics["methods"]) == ["vlm", "zeroshot", "knn"]
+    assert list(metrics["methods"]) == ["vlm", "zeroshot", "knn", "fused"]
     assert {m["n"] for m in metrics["methods"].values()} == {metrics["n"]}  # the same rows
     knn = metrics["methods"]["knn"]
     assert knn["country"]["correct"] / knn["n"] > 3 / cfg.countries  # retrieval beats chance
-    header = "| figure | vlm | zeroshot | knn |"
+    fused = metrics["methods"]["fused"]  # issue 21: the VLM with the gallery, a fourth column
+    assert fused["country"]["correct"] / fused["n"] > 3 / cfg.countries
+    assert out["predict_fused"]["methods"] == {"fused": out["predict_fused"]["rows_out"]}
+    header = "| figure | vlm | zeroshot | knn | fused |"
     assert header in Path(out["run"], "report", "report.md").read_text()
     assert header in out["shown"]
     assert out["baseline_knn"]["gallery_split"] == "train"
+
+
+def test_confidence_calibrated_on_val_and_shown_per_method(demo):
+    _, out = demo
+    run = Path(out["run"])
+    truth = pq.read_table(run / "world" / "manifest.parquet").to_pandas()
+    val = set(truth.loc[(truth["split"] == "val") & (truth["view"] != "corrupt"), "image_id"])
+    assert out["synth"]["val"] >= 50 and val
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    for name, home in (("knn", run / "curate"), ("zeroshot", run / "zeroshot")):
+        assert (home / "calibration.json").is_file()
+        assert out[f"calibrate_{name}"]["levels"]["country"]["rows"] == len(val)
+        country = metrics["methods"][name]["confidence"]["country"]
+        # Measured on the test rows (the broken files among them have no confidence), not val.
+        assert metrics["n"] - 4 <= country["rows"] <= metrics["n"]
+        assert {"as_given", "calibrated", "selective"} <= set(country)
+    zeroshot = metrics["methods"]["zeroshot"]["confidence"]["country"]
+    # A random-init CLIP's softmax is sure of near-chance answers; calibration says so.
+    assert zeroshot["calibrated"]["ece"] < zeroshot["as_given"]["ece"] / 2
+    shown = out["shown"]
+    assert "| country ECE calibrated |" in shown and "| kept at 95% country precision |" in shown
+    assert "knn: at 95% country precision, " in shown
+    # The VLM (its token probabilities) and the fused method carry confidences too.
+    for name in ("vlm", "fused"):
+        assert out[f"calibrate_{name}"]["levels"]["country"]["rows"] >= len(val) - 4
+        assert f"{name}: at 95% country precision, " in shown
+    row = next(line for line in shown.splitlines() if line.startswith("| country ECE |"))
+    assert "-" not in [c.strip() for c in row.split("|")[1:-1]]
+
+
+def test_demo_prints_one_line_per_claim(demo):
+    _, out = demo
+    claims = [line for line in out["shown"].splitlines() if line.startswith("claim ")]
+    assert [line.split(",")[0] for line in claims] == ["claim 1", "claim 2"]
+    assert f"{out['curate_balance']['kept']} views curation kept" in claims[0]
+    assert all("benchmarks.claims" in line for line in claims)
