@@ -34,6 +34,7 @@ from georay.archive.fusion import FusionWeights, Neighbours, fit_weights, fuse, 
 AREA = "archive"
 SHARES = (0.1, 0.3, 0.5)
 SPEED_SHARE = 0.3
+K = 5  # neighbours per photo, the fused job's default
 
 
 def tag_archive(run: Path, share: float, out: Path) -> tuple[str, set[str]]:
@@ -74,19 +75,22 @@ def _predict(argv: list[str]) -> dict:
     return json.loads(buf.getvalue())
 
 
-def speed(run: Path, work: Path) -> tuple[dict, dict, Path]:
-    """The VLM alone and the fused job on the 30%-tagged archive, one after the other."""
+def speed(run: Path, work: Path, repeat: int) -> tuple[list[dict], list[dict], Path]:
+    """The VLM alone and the fused job on the 30%-tagged archive, interleaved ``repeat`` times
+    (fresh outputs each time); each job's summary with its ``wall_s``."""
     manifest, _ = tag_archive(run, SPEED_SHARE, work / "speed-archive")
     model = str(run / "train" / "location")
     common = ["--input", manifest, "--model", model]
-    start = time.perf_counter()
-    vlm = _predict(["predict", *common, "--output", str(work / "vlm")])
-    vlm["wall_s"] = time.perf_counter() - start
-    start = time.perf_counter()  # the EXIF gallery pass included
-    fused = _predict(["predict", *common, "--output", str(work / "fused"),
-                      "--gallery-from-exif", "--head", str(run / "curate" / "head")])  # fmt: skip
-    fused["wall_s"] = time.perf_counter() - start
-    return vlm, fused, work / "vlm" / "predictions"
+    vlm, fused = [], []
+    for i in range(repeat):
+        start = time.perf_counter()
+        vlm.append(_predict(["predict", *common, "--output", str(work / f"vlm-{i}")]))
+        vlm[-1]["wall_s"] = time.perf_counter() - start
+        start = time.perf_counter()  # the EXIF gallery pass included
+        fused.append(_predict(["predict", *common, "--output", str(work / f"fused-{i}"),
+                               "--gallery-from-exif", "--head", str(run / "curate" / "head")]))  # fmt: skip
+        fused[-1]["wall_s"] = time.perf_counter() - start
+    return vlm, fused, work / "vlm-0" / "predictions"
 
 
 def _embeddings(run: Path) -> dict[str, np.ndarray]:
@@ -168,17 +172,56 @@ def headline(m: dict) -> str:
             f"{m['country']['f1']:.3f} | {m['city']['f1']:.3f}")  # fmt: skip
 
 
+def rates(jobs: list[dict], asked) -> list[float]:
+    """Images/s of the photos each job asked the VLM about."""
+    return [asked(j) / j["wall_s"] for j in jobs]
+
+
+def prompt_design(run: Path, work: Path, vlm_rows: dict, seed: int) -> dict[float, list[dict]]:
+    """The second design's rows per share (:mod:`benchmarks.archive_prompt`): stage 2 trained
+    once with the neighbours' line, then asked about each share's untagged photos."""
+    from benchmarks import archive_prompt as ap
+
+    emb = _embeddings(run)
+    truth = {
+        r["image_id"]: r for r in pq.read_table(run / "world" / "manifest.parquet").to_pylist()
+    }
+    archive = [r for r in pq.read_table(run / "predict-input.parquet").to_pylist()
+               if r["image_id"] in vlm_rows]  # fmt: skip
+    sizes = [round(share * len(archive)) for share in SHARES]
+    examples = ap.training_set(run, emb, truth, sizes, K, seed)
+    info = ap.train(run, examples, work / "prompt", seed)
+    question = examples[0].question.split("\n")[0]
+    out: dict = {"train": info}
+    for share in SHARES:
+        _, tagged = tag_archive(run, share, work / f"archive-{round(share * 100)}")
+        ids = sorted(tagged & set(emb))
+        gallery = ap.Points(ids, np.stack([emb[i] for i in ids]),
+                            np.array([truth[i]["lat"] for i in ids], float),
+                            np.array([truth[i]["lon"] for i in ids], float))  # fmt: skip
+        views = [r for r in archive if r["image_id"] not in tagged and r["image_id"] in emb]
+        out[share] = ap.answer(work / "prompt" / "model", question, views, gallery, emb, K)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="a finished `georay demo` run folder")
     parser.add_argument("--work", default="", help="scratch folder (default RUN/archive-bench)")
+    parser.add_argument("--repeat", type=int, default=3, help="speed runs of each job (median)")
+    parser.add_argument(
+        "--prompt-design",
+        action="store_true",
+        help="also train and score the second design (neighbours in the prompt)",
+    )
     args = parser.parse_args()
     run = Path(args.run).resolve()
     work = Path(args.work or run / "archive-bench")
     conditions = Conditions()
     t0 = time.perf_counter()
-    vlm_job, fused_job, vlm_preds = speed(run, work)
+    vlm_jobs, fused_jobs, vlm_preds = speed(run, work, args.repeat)
     vlm_rows = {r["image_id"]: r for r in pq.read_table(vlm_preds).to_pylist()}
+    prompted = prompt_design(run, work, vlm_rows, seed=0) if args.prompt_design else {}
     truth = str(run / "predict-input.parquet")
     lines = ["| tagged | method | rows | median km | acc@25 km | country F1 | city F1 |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -189,6 +232,8 @@ def main() -> None:
         fitted_weights[share] = methods.pop("fitted_weights")
         untagged = [r for i, r in vlm_rows.items() if i not in tagged]
         methods = {"vlm": untagged, **methods}
+        if share in prompted:
+            methods["prompt"] = prompted[share]
         # Scored on the untagged photos only (the tagged ones are the gallery, placed by EXIF).
         share_truth = work / f"truth-{round(share * 100)}.parquet"
         table = pq.read_table(truth)
@@ -197,29 +242,49 @@ def main() -> None:
         for name, rows in methods.items():
             m = score(rows, str(share_truth), work / f"score-{round(share * 100)}-{name}")
             lines.append(f"| {share:.0%} | {name} | {len(rows)} | {headline(m)} |")
-    asked_vlm = vlm_job["ok"]
-    asked_fused = fused_job["ok"] - fused_job["skipped_exif"]
-    rate_vlm = asked_vlm / vlm_job["wall_s"]
-    rate_fused = asked_fused / fused_job["wall_s"]
+    asked_vlm, asked_fused = vlm_jobs[0]["ok"], fused_jobs[0]["ok"] - fused_jobs[0]["skipped_exif"]
+    rate_vlm = rates(vlm_jobs, lambda j: j["ok"])
+    rate_fused = rates(fused_jobs, lambda j: j["ok"] - j["skipped_exif"])
+    ratios = [f / v for f, v in zip(rate_fused, rate_vlm, strict=True)]
+    # Per photo asked, inside the model actors (no job start-up, no EXIF pass): the VLM's
+    # generate vs generate + the encoder's decode and forward + the gallery search + fusion.
+    ms_vlm = [actor_ms(j, "PredictActor", j["ok"]) for j in vlm_jobs]
+    ms_fused = [actor_ms(j, "FusedActor", j["ok"] - j["skipped_exif"]) for j in fused_jobs]
+    trained = prompted.get("train")
     body = "\n".join([
         f"## {AREA}", "",
         f"{conditions.line()} Archive: the demo run's held-out views; a share of them tagged "
         "with EXIF GPS (same pixels) is the gallery of the rest. Accuracy on the untagged views; "
         "kNN alone and fused computed from the VLM job's rows and the curate embeddings with "
-        "the job's own code (georay.archive.fusion, weights 1/1, k = 5, t = 0.05).", "",
+        f"the job's own code (georay.archive.fusion, weights 1/1, k = {K}, t = 0.05).", "",
         *lines, "",
-        f"Speed at {SPEED_SHARE:.0%} tagged, same run: VLM alone {asked_vlm} photos in "
-        f"{vlm_job['wall_s']:.1f} s ({rate_vlm:.2f} images/s); fused "
-        f"(--gallery-from-exif, EXIF pass included) {asked_fused} photos asked + "
-        f"{fused_job['skipped_exif']} placed by EXIF in {fused_job['wall_s']:.1f} s "
-        f"({rate_fused:.2f} images/s asked): ratio {rate_fused / rate_vlm:.2f} (target >= 0.8).",
+        f"Speed at {SPEED_SHARE:.0%} tagged, {args.repeat} run(s) of each job interleaved, "
+        f"medians: VLM alone asked {asked_vlm} photos, {_runs(rate_vlm)} images/s; fused "
+        f"(--gallery-from-exif, EXIF pass included) asked {asked_fused} photos and placed "
+        f"{fused_jobs[0]['skipped_exif']} by EXIF, {_runs(rate_fused)} images/s asked; ratio "
+        f"**{np.median(ratios):.2f}** ({', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.8). "
+        f"Actor time per photo asked: VLM alone {_runs(ms_vlm)} ms, fused {_runs(ms_fused)} ms "
+        f"(ratio {np.median(ms_vlm) / np.median(ms_fused):.2f}).",
         "fused_fitted: w_vlm/w_knn fitted on the other half of the untagged rows (country "
         "accuracy, grid 0..4), per half: "
         + "; ".join(f"{s:.0%} {' and '.join(w)}" for s, w in fitted_weights.items()) + ".",
+        *([f"prompt: the second design (benchmarks/archive_prompt.py), stage 2 trained again "
+           f"with the {K} nearest gallery photos' places in the question: {trained['steps']} "
+           f"steps on {trained['examples']} examples, final loss {trained['final_loss']:.3f}, "
+           f"{trained['train_s']:.0f} s."] if trained else []),
         f"Total {time.perf_counter() - t0:.0f} s.",
     ])  # fmt: skip
     print(body)
     write_section(AREA, body)
+
+
+def actor_ms(job: dict, actor: str, asked: int) -> float:
+    """Wall ms per photo asked in the job's ``actor`` stage (its summary's stage times)."""
+    return 1000 * job["stages"][f"MapBatches({actor})"]["wall_s"] / max(asked, 1)
+
+
+def _runs(values: list[float]) -> str:
+    return f"{np.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
 
 
 if __name__ == "__main__":
