@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import math
 
+import geopandas as gpd  # dev extra, never skipped: the runtime writes WKB itself
+import jsonschema
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
+import shapely
 from support import georay_ok
 
 from georay.predict.rows import geoparquet_parts, predictions_table, rows_of
 from georay.protocol.geoparquet import wkb_points
 from georay.protocol.predictions import Resolved, add_cells, answer_row, candidate
-
-gpd = pytest.importorskip("geopandas")  # dev extra: the runtime writes WKB itself
 
 
 def _table():
@@ -40,7 +40,6 @@ def _table():
 
 
 def test_wkb_points_are_what_shapely_reads():
-    shapely = pytest.importorskip("shapely")
     wkb = wkb_points(np.array([8.54, math.nan]), np.array([47.37, 1.0]))
     point = shapely.from_wkb(wkb[0])
     assert (point.x, point.y) == (8.54, 47.37) and wkb[1] is None
@@ -72,7 +71,6 @@ def test_exif_row_is_placed_at_its_point_by_method_exif():
 
 
 def test_export_geo_writes_one_feature_per_answered_row(tmp_path):
-    jsonschema = pytest.importorskip("jsonschema")
     out = tmp_path / "run"
     (out / "predictions").mkdir(parents=True)
     pq.write_table(_table(), out / "predictions" / "part-0.parquet")
