@@ -124,6 +124,7 @@ class FusedActor:
 
     def __init__(self, settings: dict, encoder: dict, gallery: list, load: dict, per_node: int):
         import ray
+        import torch
 
         from georay.geo.gazetteer import get_gazetteer
         from georay.predict.predictor import Predictor
@@ -131,9 +132,11 @@ class FusedActor:
         names = {f.name for f in dataclasses.fields(PredictConfig) if f.init}
         self.cfg = PredictConfig(**{k: v for k, v in settings.items() if k in names})
         self.predictor = Predictor(ModelSettings.of(settings))
-        # The encoder's threads as the VLM's: the node's CPUs per actor (predict has no
-        # --torch-threads; the VLM's generate dominates the actor's time).
-        self.embedder = Embedder(encoder, keep_embedding=True, per_node=per_node, decode=load)
+        # The encoder runs on the VLM's torch threads, as `predict` alone gives them (Ray's, from
+        # the actor's CPUs): left to itself the Embedder takes all the node's CPUs per actor,
+        # and the VLM's generate then ran at 3x the time per photo (BENCHMARKS "archive").
+        self.embedder = Embedder(encoder, keep_embedding=True, per_node=per_node, decode=load,
+                                 threads=torch.get_num_threads())  # fmt: skip
         self.gallery = Gallery.from_arrays(ray.get(gallery[0]))
         self.weights = FusionWeights(self.cfg.fusion_vlm_weight, self.cfg.fusion_knn_weight)
         self.gaz = get_gazetteer()
