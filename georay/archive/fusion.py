@@ -8,44 +8,56 @@ No Ray, no torch: :mod:`georay.archive.job` runs it per row in the bulk job.
 
 ``p_vlm`` sums the VLM's ``candidates`` per country (before the confidence issue's candidates
 reach a row, its answer alone is one candidate with the model's country confidence, or 1 when it
-has none); ``p_knn`` sums the neighbours' softmax similarity weights per country (the kNN
-baseline's weights, :func:`georay.baseline.index.neighbour_weights`). Both are smoothed with
+has none); ``p_knn`` is the kNN baseline's vote: every neighbour given (``--vote-neighbours``),
+its softmax similarity weight (``--vote-temperature``) summed per country. Both are smoothed with
 ``floor`` spread over the countries in play, so one side's silence about a country is strong
 evidence, not a veto (log 0). The fused country is the argmax; its probability is the softmax of
 the scores, the row's ``country_confidence``.
 
-**Place: refinement by the agreeing neighbours** (PIGEON's refinement inside the chosen cell).
-Neighbours in the fused country that share the VLM's city there agree with both sides: the answer
-is their similarity-weighted mean point on the sphere, with that city (one near-identical photo
-takes nearly all the weight and gives its own point; several equally similar ones average out
-their scatter around the place: on the demo world that lands closer than either the VLM's city
-centre or one neighbour's point, BENCHMARKS.md "archive"). Where the VLM named another country
-(the neighbours overruled it) or no city, the neighbours in the fused country give the weighted
-geodesic medoid (:func:`georay.baseline.index.locate`): a real gallery point, robust to a
-look-alike in another city, with its city. Neighbours there that disagree on the city leave the
-VLM's place (it wins on city F1); no neighbour there: the VLM's own place for it.
+**Place, in the chosen country** (``how``):
+
+- ``vlm``: the VLM's own place there (its city's centre), when one of its candidates names it;
+- ``knn``: where the neighbours overruled the VLM's country, the city of their weighted geodesic
+  medoid (:func:`georay.baseline.index.locate`, the first ``--neighbours`` there), at that city's
+  centre like a VLM answer;
+- ``scene``: a gallery photo of the same scene (cosine >= ``same_scene``, curate dedup's notion
+  of a near duplicate) gives its own point and city, whatever the above said: a re-shoot of a
+  tagged photo is the best evidence an archive has.
+
+A merely similar neighbour does not move the point: on the demo world, moving the VLM's city
+centre to the agreeing neighbours' weighted centre put answers further from the truth
+(BENCHMARKS.md "archive"): a view of a city is no nearer another view of it than its centre.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from georay.baseline.index import locate, neighbour_weights
-from georay.geo.distance import unit_vectors
+from georay.geo.distance import haversine_km, unit_vectors
+from georay.geo.gazetteer import get_gazetteer
+from georay.geo.places import CITY_RADIUS_KM
 
 # Smoothing of each distribution: this much mass spread evenly over the countries in play.
 DEFAULT_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
-class FusionWeights:
-    """Exponents of the two distributions (``w_vlm``, ``w_knn``) and the smoothing floor."""
+class Fusion:
+    """How the two sides are weighed and the place chosen: the ``georay predict`` flags
+    ``--fusion-vlm-weight --fusion-knn-weight --neighbours --temperature --vote-temperature
+    --same-scene-similarity``."""
 
-    vlm: float = 1.0
-    knn: float = 1.0
+    vlm: float = 1.0  # exponent of p_vlm
+    knn: float = 1.0  # exponent of p_knn
     floor: float = DEFAULT_FLOOR
+    neighbours: int = 5  # the medoid among the first this many in the chosen country
+    temperature: float = 0.05  # of the medoid's weights
+    vote_temperature: float = 0.01  # of p_knn's weights
+    same_scene: float = 0.95  # cosine at or above which a neighbour is the same scene
 
     def __post_init__(self) -> None:
         if self.vlm < 0 or self.knn < 0 or self.vlm + self.knn == 0:
@@ -56,7 +68,7 @@ class FusionWeights:
 
 @dataclass
 class Neighbours:
-    """One photo's k nearest gallery items (valid ones only), best first."""
+    """One photo's nearest gallery items (valid ones only), best first."""
 
     image_id: np.ndarray  # object
     sims: np.ndarray
@@ -77,7 +89,7 @@ class Fused:
     city: str | None
     lat: float | None
     lon: float | None
-    how: str  # "refined" (gallery medoid), "vlm" (the VLM's own place), "none"
+    how: str  # "vlm", "knn", "scene" (module docstring), "none"
     probabilities: dict[str, float]  # country code -> fused probability, most probable first
     places: dict[str, dict]  # country code -> the candidate place for that country
 
@@ -100,67 +112,67 @@ def _smoothed(mass: dict[str, float], countries: list[str], floor: float) -> np.
     return (1 - floor) * p + floor / len(countries)
 
 
-def fuse(
-    candidates: list[dict],
-    neighbours: Neighbours,
-    weights: FusionWeights,
-    temperature: float,
-) -> Fused:
-    """Fuse one photo's VLM ``candidates`` (:func:`vlm_candidates`) with its ``neighbours``.
-
-    Parameters
-    ----------
-    temperature
-        Of the neighbours' softmax similarity weights (the kNN baseline's ``--temperature``).
-    """
+def fuse(candidates: list[dict], neighbours: Neighbours, fusion: Fusion) -> Fused:
+    """Fuse one photo's VLM ``candidates`` (:func:`vlm_candidates`) with its ``neighbours``."""
     vlm_mass: dict[str, float] = {}
     for c in candidates:
         vlm_mass[c["country_code"]] = vlm_mass.get(c["country_code"], 0.0) + c["probability"]
     knn_mass: dict[str, float] = {}
-    w = np.zeros(0)
     if len(neighbours):
         w = neighbour_weights(neighbours.sims[None], np.ones((1, len(neighbours)), bool),
-                              temperature)[0]  # fmt: skip
+                              fusion.vote_temperature)[0]  # fmt: skip
         for code, weight in zip(neighbours.country, w, strict=True):
             if code:
                 knn_mass[code] = knn_mass.get(code, 0.0) + float(weight)
     countries = list(dict.fromkeys([*vlm_mass, *knn_mass]))
     if not countries:
         return Fused(None, None, None, None, "none", {}, {})
-    score = weights.vlm * np.log(_smoothed(vlm_mass, countries, weights.floor)) + (
-        weights.knn * np.log(_smoothed(knn_mass, countries, weights.floor))
+    score = fusion.vlm * np.log(_smoothed(vlm_mass, countries, fusion.floor)) + (
+        fusion.knn * np.log(_smoothed(knn_mass, countries, fusion.floor))
     )
     prob = np.exp(score - score.max())
     prob /= prob.sum()
     order = np.argsort(-prob, kind="stable")
     probabilities = {countries[i]: float(prob[i]) for i in order}
-    places = {code: _place(code, candidates, neighbours, temperature) for code in probabilities}
-    best = countries[int(order[0])]
-    chosen = places[best]
-    return Fused(best, chosen["city"], chosen["lat"], chosen["lon"], chosen["how"],
-                 probabilities, places)  # fmt: skip
+    places = {code: _place(code, candidates, neighbours, fusion) for code in probabilities}
+    chosen = places[countries[int(order[0])]]
+    return Fused(countries[int(order[0])], chosen["city"], chosen["lat"], chosen["lon"],
+                 chosen["how"], probabilities, places)  # fmt: skip
 
 
-def _place(code: str, candidates: list[dict], nb: Neighbours, temperature: float) -> dict:
-    """Where to put the answer if the country is ``code``: the medoid of the neighbours there
-    that agree with the VLM's city (all of them there when the VLM named none there), else the
-    VLM's own place there."""
-    own = next((c for c in candidates if c["country_code"] == code), None)
+def _place(code: str, candidates: list[dict], nb: Neighbours, fusion: Fusion) -> dict:
+    """Where to put the answer if the country is ``code`` (module docstring, "Place")."""
     inside = np.array([c == code for c in nb.country], dtype=bool)
-    if own is not None and own.get("city"):
-        agree = inside & np.array([c == own["city"] for c in nb.city], dtype=bool)
-        if agree.any():
-            lat, lon = weighted_centre(nb.lat[agree], nb.lon[agree], nb.sims[agree], temperature)
-            return {"city": own["city"], "lat": lat, "lon": lon, "how": "refined"}
-        if own.get("lat") is not None:  # neighbours there disagree on the city: the VLM's
-            return {"city": own["city"], "lat": own["lat"], "lon": own["lon"], "how": "vlm"}
+    scene = inside & (nb.sims >= fusion.same_scene)
+    if scene.any():  # the most similar one's city: copies that disagree on it do not average
+        city = nb.city[np.flatnonzero(scene)[0]]
+        scene &= np.array([c == city for c in nb.city], dtype=bool)
+        lat, lon = weighted_centre(nb.lat[scene], nb.lon[scene], nb.sims[scene],
+                                   fusion.temperature)  # fmt: skip
+        return {"city": city, "lat": lat, "lon": lon, "how": "scene"}
+    own = next((c for c in candidates if c["country_code"] == code), None)
+    if own is not None and own.get("city") and own.get("lat") is not None:
+        return {"city": own["city"], "lat": own["lat"], "lon": own["lon"], "how": "vlm"}
     if inside.any():
-        j = int(locate(nb.lat[None], nb.lon[None], nb.sims[None], inside[None], temperature)[0])
-        return {"city": nb.city[j], "lat": float(nb.lat[j]), "lon": float(nb.lon[j]),
-                "how": "refined"}  # fmt: skip
+        first = inside & (np.arange(len(nb)) < fusion.neighbours)
+        among = first if first.any() else inside
+        j = int(locate(nb.lat[None], nb.lon[None], nb.sims[None], among[None],
+                       fusion.temperature)[0])  # fmt: skip
+        lat, lon = city_centre(nb.city[j], code, float(nb.lat[j]), float(nb.lon[j]))
+        return {"city": nb.city[j], "lat": lat, "lon": lon, "how": "knn"}
     if own is not None and own.get("lat") is not None:
         return {"city": own.get("city"), "lat": own["lat"], "lon": own["lon"], "how": "vlm"}
     return {"city": None, "lat": None, "lon": None, "how": "none"}
+
+
+def city_centre(city: str | None, code: str, lat: float, lon: float) -> tuple[float, float]:
+    """The gazetteer's centre of ``city`` in country ``code``, where a VLM answer naming it is
+    put; the point (``lat``, ``lon``) itself when the name is unknown or its best-known place is
+    not the one near the point (a small town sharing a big city's name)."""
+    place = get_gazetteer().city(city, code) if city else None
+    if place is None or haversine_km(place.lat, place.lon, lat, lon) > 2 * CITY_RADIUS_KM:
+        return lat, lon
+    return float(place.lat), float(place.lon)
 
 
 def weighted_centre(
@@ -179,26 +191,27 @@ def weighted_centre(
 def fit_weights(
     examples: list[tuple[list[dict], Neighbours]],
     truth: list[str],
-    temperature: float,
+    base: Fusion,
     grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
-) -> tuple[FusionWeights, float]:
-    """The ``(w_vlm, w_knn)`` of ``grid`` x ``grid`` whose fused country is right most often on
-    labelled ``examples`` (``truth``: their ISO country codes); ties go to the first found.
+) -> tuple[Fusion, float]:
+    """``base`` with the ``(w_vlm, w_knn)`` of ``grid`` x ``grid`` whose fused country is right
+    most often on labelled ``examples`` (``truth``: their ISO country codes); ties go to the
+    first found.
 
     Returns
     -------
-    (FusionWeights, float)
-        The weights and their country accuracy on ``examples``.
+    (Fusion, float)
+        The settings and their country accuracy on ``examples``.
     """
-    best, best_acc = FusionWeights(), -1.0
+    best, best_acc = base, -1.0
     for a in grid:
         for b in grid:
             if a == 0 and b == 0:
                 continue
-            weights = FusionWeights(vlm=a, knn=b)
-            hits = [fuse(c, n, weights, temperature).country_code == t
+            fusion = dataclasses.replace(base, vlm=a, knn=b)
+            hits = [fuse(c, n, fusion).country_code == t
                     for (c, n), t in zip(examples, truth, strict=True)]  # fmt: skip
             acc = float(np.mean(hits)) if hits else 0.0
             if acc > best_acc:
-                best, best_acc = weights, acc
+                best, best_acc = fusion, acc
     return best, best_acc

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from georay import pipeline as pl
-from georay.archive.fusion import FusionWeights, Neighbours, fuse, vlm_candidates
+from georay.archive.fusion import Fusion, Neighbours, fuse, vlm_candidates
 from georay.baseline.index import Gallery
 from georay.baseline.knn import _check_gallery, head_encoder, load_gallery
 from georay.curate.embedder import Embedder, EncoderSpec
@@ -63,9 +63,20 @@ def predict(cfg: PredictConfig) -> dict:
 
 
 def fused_model_id(cfg: PredictConfig, spec: EncoderSpec) -> str:
-    """``fused:<model>+knn:<encoder>:k=5,t=0.05,w=1/1``: the ``model`` of every fused row."""
+    """``fused:<model>+knn:<encoder>:k=5,t=0.05,vote=20/0.01,scene=0.95,w=1/1``: the ``model``
+    of every fused row."""
     return (f"fused:{cfg.model}+knn:{spec.id}:k={cfg.neighbours},t={cfg.temperature:g},"
+            f"vote={cfg.vote_neighbours}/{cfg.vote_temperature:g},"
+            f"scene={cfg.same_scene_similarity:g},"
             f"w={cfg.fusion_vlm_weight:g}/{cfg.fusion_knn_weight:g}")  # fmt: skip
+
+
+def fusion_of(cfg: PredictConfig) -> Fusion:
+    """The :class:`Fusion` settings of a ``georay predict`` config."""
+    return Fusion(vlm=cfg.fusion_vlm_weight, knn=cfg.fusion_knn_weight,
+                  neighbours=cfg.neighbours, temperature=cfg.temperature,
+                  vote_temperature=cfg.vote_temperature,
+                  same_scene=cfg.same_scene_similarity)  # fmt: skip
 
 
 def predict_fused(cfg: PredictConfig) -> dict:
@@ -138,7 +149,7 @@ class FusedActor:
         self.embedder = Embedder(encoder, keep_embedding=True, per_node=per_node, decode=load,
                                  threads=torch.get_num_threads())  # fmt: skip
         self.gallery = Gallery.from_arrays(ray.get(gallery[0]))
-        self.weights = FusionWeights(self.cfg.fusion_vlm_weight, self.cfg.fusion_knn_weight)
+        self.fusion = fusion_of(self.cfg)
         self.gaz = get_gazetteer()
         self.model = fused_model_id(self.cfg, EncoderSpec(**encoder))
 
@@ -155,7 +166,8 @@ class FusedActor:
         if "embedding" not in embedded:
             return found
         exclude = ids if self.cfg.exclude_self else None
-        sims, rows = g.search(np.asarray(embedded["embedding"]), self.cfg.neighbours, exclude)
+        k = max(self.cfg.neighbours, self.cfg.vote_neighbours)  # the vote's include the place's
+        sims, rows = g.search(np.asarray(embedded["embedding"]), k, exclude)
         ok = pl.ok_mask(embedded)
         for q in np.flatnonzero(ok):
             r = rows[q][rows[q] >= 0]
@@ -167,15 +179,13 @@ class FusedActor:
         """The fused row of one photo from the VLM's row and its neighbours."""
         if vlm.get("status") != pl.OK:
             return vlm | {"method": "fused", "model": self.model}
-        fused = fuse(vlm_candidates(vlm), nb, self.weights, self.cfg.temperature)
+        fused = fuse(vlm_candidates(vlm), nb, self.fusion)
         if fused.country_code is None:  # neither side named a place: the VLM's unanswered row
             return vlm | {"method": "fused", "model": self.model}
         places = []
         for code, p in fused.probabilities.items():
             where = fused.places[code]
-            level = (
-                "coords" if where["how"] == "refined" else "city" if where["city"] else "country"
-            )
+            level = "coords" if where["how"] == "scene" else "city" if where["city"] else "country"
             places.append((Resolved(self.gaz.country_name(code), code, where["city"],
                                     where["lat"], where["lon"], level), p))  # fmt: skip
         best, p_best = places[0]

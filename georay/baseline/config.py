@@ -75,23 +75,3 @@ class KnnConfig(BaselineSettings, GallerySearch):
         help="the curate head whose encoder embedded the gallery; queries are embedded with it",
         path="in",
     )
-    # The vote: 5 sharp neighbours make coarse, tied probabilities (most rows 1.0); 20 with
-    # t = 0.01 ranked the demo world's test views better (area under the risk-coverage curve
-    # 0.024 vs 0.056) and held the truth in the top-5 countries more often (0.99 vs 0.96),
-    # with the answer unchanged (BENCHMARKS.md, "confidence").
-    vote_neighbours: int = option(
-        20,
-        help="neighbours whose similarity weights, grouped by place, give the confidences and "
-        "candidates (at least --neighbours; the answer stays the medoid of the first "
-        "--neighbours)",
-    )
-    vote_temperature: float = option(
-        0.01, help="softmax temperature of the vote's weights; 0 = uniform"
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.vote_temperature < 0:
-            raise ValueError(f"vote_temperature must be >= 0, got {self.vote_temperature}")
-        if self.vote_neighbours < 1:
-            raise ValueError(f"vote_neighbours must be >= 1, got {self.vote_neighbours}")

@@ -220,6 +220,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             gallery=str(curate),
             head=str(curate / "head"),
             gallery_split="train",
+            same_scene_similarity=DEDUP_SIMILARITY,  # a near duplicate, as in dedup
         ),
     )
     methods = method_paths(run)
