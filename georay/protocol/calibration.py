@@ -217,6 +217,10 @@ class LevelMap:
 
 def _cv_brier(p: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
     """Cross-validated Brier score of each map (rows shuffled with a fixed seed)."""
+    # Sorted first, so the folds do not depend on the order the rows were read in (a bulk
+    # job's parts come back in any order): the same rows always choose the same map.
+    order = np.lexsort((y, p))
+    p, y = p[order], y[order]
     fold = np.random.default_rng(seed).permutation(len(p)) % folds
     out = {"temperature": 0.0, "isotonic": 0.0}
     for k in range(folds):

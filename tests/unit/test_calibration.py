@@ -100,6 +100,17 @@ def test_fit_on_one_split_improves_another(use):
     assert use == "auto" or level.use == use
 
 
+def test_auto_chooses_the_same_map_whatever_order_the_rows_come_in():
+    p, y = _overconfident(200, seed=3)
+    first = fit_level(p, y, "auto")
+    for seed in range(5):  # a bulk job's parts come back in any order
+        order = np.random.default_rng(seed).permutation(len(p))
+        again = fit_level(p[order], y[order], "auto")
+        assert again.use == first.use and again.fit["cv_brier"] == pytest.approx(
+            first.fit["cv_brier"]
+        )
+
+
 def test_file_round_trip_and_merge(tmp_path):
     p, y = _overconfident(400, seed=3)
     cal = Calibration(methods={"vlm": {"country": fit_level(p, y, "temperature")}})
