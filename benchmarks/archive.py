@@ -20,6 +20,7 @@ Writes the ``archive`` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -103,6 +104,7 @@ def speed(run: Path, work: Path, repeat: int) -> dict[str, list[dict]]:
     return out
 
 
+@functools.lru_cache(maxsize=1)  # read once: every share and draw uses the same run's vectors
 def _embeddings(run: Path) -> dict[str, np.ndarray]:
     table = pq.read_table(run / "curate" / "embeddings")
     emb = table["embedding"].combine_chunks()
