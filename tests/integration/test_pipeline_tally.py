@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import ray
 
 from georay.pipeline import tally
@@ -22,7 +25,11 @@ def test_counts_added_by_tasks_reach_the_driver_once(ray_session):
 def test_a_lost_tally_actor_loses_the_counts_not_the_job(ray_session):
     actor = tally.start()
     tally.add({"objects": 5})
-    ray.kill(actor)  # what losing its node does to it
+    ray.kill(actor)  # what losing its node does to it; the kill lands asynchronously
+    with pytest.raises(ray.exceptions.RayActorError):
+        for _ in range(100):
+            ray.get(actor.__ray_ready__.remote(), timeout=30)
+            time.sleep(0.1)
     assert tally.take(actor) == {"counts_lost": 1}
     fresh = tally.start()  # the driver's next job gets a working one
     tally.add({"objects": 2})
