@@ -135,9 +135,10 @@ def fuse(candidates: list[dict], neighbours: Neighbours, fusion: Fusion) -> Fuse
     order = np.argsort(-prob, kind="stable")
     probabilities = {countries[i]: float(prob[i]) for i in order}
     places = {code: _place(code, candidates, neighbours, fusion) for code in probabilities}
-    chosen = places[countries[int(order[0])]]
-    return Fused(countries[int(order[0])], chosen["city"], chosen["lat"], chosen["lon"],
-                 chosen["how"], probabilities, places)  # fmt: skip
+    best = countries[int(order[0])]
+    chosen = places[best]
+    return Fused(best, chosen["city"], chosen["lat"], chosen["lon"], chosen["how"],
+                 probabilities, places)  # fmt: skip
 
 
 def _place(code: str, candidates: list[dict], nb: Neighbours, fusion: Fusion) -> dict:

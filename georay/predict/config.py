@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from georay.config import Batched, Confident, Config, option
+from georay.config import Batched, Confident, Config, at_least, option
 from georay.pipeline.settings import BulkSettings
 
 ENGINES = ("hf", "vllm")
@@ -143,18 +143,10 @@ class GallerySearch(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.neighbours < 1:
-            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.vote_temperature < 0:
-            raise ValueError(f"vote_temperature must be >= 0, got {self.vote_temperature}")
-        if self.vote_neighbours < 1:
-            raise ValueError(f"vote_neighbours must be >= 1, got {self.vote_neighbours}")
+        at_least(self, 1, "neighbours", "vote_neighbours", "nprobe")
+        at_least(self, 0, "temperature", "vote_temperature")
         if self.index not in ("auto", "flat", "ivf"):
             raise ValueError(f"index must be auto, flat or ivf, not {self.index!r}")
-        if self.nprobe < 1:
-            raise ValueError(f"nprobe must be >= 1, got {self.nprobe}")
 
 
 @dataclass(kw_only=True)
