@@ -96,7 +96,8 @@ def calibrate(cfg: CalibrateConfig) -> dict:
     uri = save_calibration(calibration, cfg.destination)
     levels = {}
     for level, m in maps.items():
-        after = m.fit[f"ece_{m.use}"], m.fit[f"brier_{m.use}"]
+        used = "before" if m.use == "none" else m.use  # "none" applies nothing
+        after = m.fit[f"ece_{used}"], m.fit[f"brier_{used}"]
         levels[level] = {"use": m.use, "temperature": m.temperature, "rows": m.rows,
                          "ece_before": m.fit["ece_before"], "ece_after": after[0],
                          "brier_before": m.fit["brier_before"], "brier_after": after[1]}  # fmt: skip

@@ -38,7 +38,8 @@ CALIBRATION_FILE = "calibration.json"
 FORMAT = "georay-calibration"
 VERSION = 1
 LEVELS = ("country", "city")
-MAPS = ("auto", "temperature", "isotonic")
+MAPS = ("auto", "temperature", "isotonic")  # what `georay calibrate --map` accepts
+APPLIED = ("none", "temperature", "isotonic")  # what a level can apply; "none" only via auto
 ECE_BINS = 15
 _EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
 _BETA_MAX = 100.0  # 1/T: a sharper map than this is a sign of too few or too clean rows
@@ -180,7 +181,8 @@ class LevelMap:
     Attributes
     ----------
     use : str
-        The map applied: ``"temperature"`` or ``"isotonic"``.
+        The map applied: ``"temperature"``, ``"isotonic"`` or ``"none"`` (the raw confidence:
+        what ``auto`` keeps when neither fitted map beats it).
     temperature : float
         ``T`` of the temperature map.
     isotonic_x, isotonic_y : list of float
@@ -201,7 +203,7 @@ class LevelMap:
     fit: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.use not in ("temperature", "isotonic"):
+        if self.use not in APPLIED:
             raise ValueError(f"unknown calibration map {self.use!r}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be positive, got {self.temperature!r}")
@@ -210,6 +212,8 @@ class LevelMap:
 
     def __call__(self, p) -> np.ndarray:
         """Calibrated probabilities of raw ``p`` (an array, or a float -> 0-d array)."""
+        if self.use == "none":
+            return np.asarray(p, dtype=np.float64)
         if self.use == "temperature":
             return apply_temperature(p, self.temperature)
         return apply_isotonic(p, np.asarray(self.isotonic_x), np.asarray(self.isotonic_y))
@@ -240,8 +244,10 @@ def fit_level(p, correct, use: str = "auto") -> LevelMap:
     p, correct : array-like
         One entry per labelled row that has a confidence.
     use : str
-        ``"temperature"``, ``"isotonic"`` or ``"auto"`` (the lower 5-fold cross-validated Brier
-        score; temperature below 20 rows or on a tie).
+        ``"temperature"``, ``"isotonic"`` or ``"auto"``: the lowest 5-fold cross-validated Brier
+        score of the two maps and of the raw confidences ("none"; the simpler on a tie), so a
+        fit on a small validation set never makes scores that were already calibrated worse;
+        temperature below 20 rows.
     """
     if use not in MAPS:
         raise ValueError(f"use must be one of {MAPS}, got {use!r}")
@@ -260,9 +266,10 @@ def fit_level(p, correct, use: str = "auto") -> LevelMap:
     if use == "auto":
         use = "temperature"
         if len(p) >= _MIN_ROWS_AUTO:
-            cv = _cv_brier(p, y)
+            # Nothing is fitted for "none": its Brier on all rows is already out-of-sample.
+            cv = {"none": fit["brier_before"], **_cv_brier(p, y)}
             fit["cv_brier"] = cv
-            use = "isotonic" if cv["isotonic"] < cv["temperature"] else "temperature"
+            use = min(APPLIED, key=cv.__getitem__)
     return LevelMap(use=use, temperature=t, isotonic_x=x.tolist(), isotonic_y=v.tolist(),
                     rows=len(p), correct=int(y.sum()), fit=fit)  # fmt: skip
 

@@ -192,3 +192,20 @@ def test_abstention_keeps_every_row_once():
         "lon",
         "probability",
     ]
+
+
+def test_auto_keeps_confidences_that_are_already_calibrated(tmp_path):
+    # Outcomes drawn from the confidences themselves: no map can help, and a fitted one only
+    # adds the noise of its fit (the demo's kNN vote on 140 val rows: temperature made test ECE
+    # 0.043 -> 0.065). auto keeps the raw scores and says so.
+    rng = np.random.default_rng(7)
+    p = rng.beta(4, 1.5, 140)
+    level = fit_level(p, rng.random(140) < p, "auto")
+    assert level.use == "none"
+    assert level.fit["cv_brier"]["none"] < min(
+        level.fit["cv_brier"]["temperature"], level.fit["cv_brier"]["isotonic"]
+    )
+    assert np.array_equal(level(p), p)
+    save_calibration(Calibration(methods={"knn": {"country": level}}), str(tmp_path))
+    back = load_calibration(str(tmp_path)).get("knn")["country"]
+    assert back.use == "none" and np.array_equal(back(p), p)
